@@ -1,0 +1,51 @@
+"""The chapter's LeNet with batch normalization after every convolution and dense layer."""
+from mxnet.gluon import nn
+
+from .scratch import BatchNorm
+
+# Batch-norm layers by name: (num_features, num_dims) -> layer
+BN_LAYERS = {
+    'scratch': lambda channels, num_dims: BatchNorm(channels, num_dims=num_dims),
+    'gluon': lambda channels, num_dims: nn.BatchNorm(),
+}
+BN_CHOICES = tuple(BN_LAYERS) + ('none',)
+
+
+def _block(sequential, layer, bn, channels, num_dims):
+    """layer, then batch norm, then the sigmoid: BN sits between the affine map and the activation."""
+    sequential.add(layer, BN_LAYERS[bn](channels, num_dims), nn.Activation('sigmoid'))
+
+
+def lenet_bn(bn='scratch'):
+    """LeNet as in d2lzh's batch-norm chapter.
+
+    Parameters
+    ----------
+    bn : {'scratch', 'gluon', 'none'}
+        'scratch': the book's BatchNorm (gluon_bn.BatchNorm); 'gluon': nn.BatchNorm; 'none': the
+        previous chapter's LeNet, without batch norm, for comparison.
+
+    Returns an nn.HybridSequential when every layer can be hybridized, else an nn.Sequential; both
+    save their parameters under the same names.
+    """
+    if bn not in BN_CHOICES:
+        raise ValueError(f"bn must be one of {', '.join(BN_CHOICES)}; got {bn!r}")
+    if bn == 'none':
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(6, kernel_size=5, activation='sigmoid'),
+                nn.MaxPool2D(pool_size=2, strides=2),
+                nn.Conv2D(16, kernel_size=5, activation='sigmoid'),
+                nn.MaxPool2D(pool_size=2, strides=2),
+                nn.Dense(120, activation='sigmoid'),
+                nn.Dense(84, activation='sigmoid'),
+                nn.Dense(10))
+        return net
+    net = nn.Sequential() if bn == 'scratch' else nn.HybridSequential()
+    _block(net, nn.Conv2D(6, kernel_size=5), bn, 6, 4)
+    net.add(nn.MaxPool2D(pool_size=2, strides=2))
+    _block(net, nn.Conv2D(16, kernel_size=5), bn, 16, 4)
+    net.add(nn.MaxPool2D(pool_size=2, strides=2))
+    _block(net, nn.Dense(120), bn, 120, 2)
+    _block(net, nn.Dense(84), bn, 84, 2)
+    net.add(nn.Dense(10))
+    return net

@@ -1,4 +1,5 @@
-"""The README's Python examples run as written, top to bottom, in one namespace."""
+"""The README's Python examples run as written, top to bottom, in one namespace (except those
+fenced as `python no-run`, which take minutes: the training examples)."""
 import pathlib
 import re
 

@@ -1,0 +1,153 @@
+"""Train the batch-norm chapter's LeNet on Fashion-MNIST, offline, d2l-style.
+
+    python scripts/train_lenet_bn.py                       # from-scratch BN, 5 epochs, lr 1.0
+    python scripts/train_lenet_bn.py --bn gluon --out metrics.json --plot curves.png
+
+Prints d2lzh's lines (`training on cpu(0)`, `epoch 1, loss ..., time ... sec`) and a summary.
+The metrics file holds the settings and the per-epoch loss and accuracies, not the timings, so
+that the same --seed on the CPU writes the same file.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon, init
+
+from gluon_bn.context import try_gpu, works
+from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
+from gluon_bn.model import BN_CHOICES, lenet_bn
+from gluon_bn.train import train_ch5
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def context(text):
+    """'cpu', 'gpu', 'cpu:0', 'gpu:1' -> an MXNet context."""
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
+        raise argparse.ArgumentTypeError(f"expected cpu, gpu, cpu:N or gpu:N, got {text!r}")
+    return mx.Context(kind, int(index or 0))
+
+
+def parse_args(argv):
+    p = Parser(description="Train the batch-norm chapter's LeNet on Fashion-MNIST.")
+    p.add_argument('--bn', choices=BN_CHOICES, default='scratch',
+                   help="batch norm: the book's from-scratch BatchNorm (default), nn.BatchNorm, "
+                        "or none")
+    p.add_argument('--epochs', type=positive(int), default=5)
+    p.add_argument('--lr', type=positive(float), default=1.0)
+    p.add_argument('--batch-size', type=positive(int), default=256)
+    p.add_argument('--ctx', type=context, default=None,
+                   help='cpu, gpu, cpu:N or gpu:N (default: gpu(0) if one works, else cpu)')
+    p.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files (default: '
+                                      '$FASHION_MNIST_DIR, then Debian\'s, then MXNet\'s cache)')
+    p.add_argument('--train-size', type=positive(int), default=None,
+                   help='train on the first N training images only (a quick check)')
+    p.add_argument('--seed', type=int, default=None, help='seed every random generator')
+    p.add_argument('--out', metavar='metrics.json', help='write settings and per-epoch metrics')
+    p.add_argument('--plot', metavar='curves.png', help='plot loss and accuracies per epoch')
+    p.add_argument('--no-progress', dest='progress', action='store_false',
+                   help='no progress bar (default: shown when stderr is a terminal)')
+    args = p.parse_args(argv)
+    for option, path in (('--out', args.out), ('--plot', args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            p.error(f"{option}: folder {folder} does not exist")
+    return args
+
+
+def progress_bar(epoch, done, total, width=30):
+    filled = width * done // total
+    end = '\n' if done == total else ''
+    print(f"\repoch {epoch} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+          end=end, file=sys.stderr, flush=True)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def plot(history, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    epochs = [r['epoch'] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [r['loss'] for r in history], 'o-')
+    ax_loss.set(xlabel='epoch', ylabel='training loss')
+    ax_acc.plot(epochs, [r['train_acc'] for r in history], 'o-', label='train')
+    ax_acc.plot(epochs, [r['test_acc'] for r in history], 's--', label='test')
+    ax_acc.set(xlabel='epoch', ylabel='accuracy')
+    ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.seed is not None:
+        seed_everything(args.seed)
+    ctx = args.ctx or try_gpu()
+    if not works(ctx):
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {ctx} is not available "
+                 f"(no such device, or this MXNet build has no GPU support)")
+    try:
+        train_images, train_labels = load_fashion_mnist(True, args.data_dir)
+        test_images, test_labels = load_fashion_mnist(False, args.data_dir)
+    except DataError as error:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")
+    if args.train_size:
+        train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
+    train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctx)
+    test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctx)
+
+    net = lenet_bn(args.bn)
+    net.initialize(ctx=ctx, init=init.Xavier())
+    net.hybridize()   # hybridizes every layer that can be
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr})
+    show_progress = args.progress and sys.stderr.isatty()
+    start = time.time()
+    history = train_ch5(net, train_iter, test_iter, args.batch_size, trainer, ctx, args.epochs,
+                        progress=progress_bar if show_progress else None)
+    seconds = time.time() - start
+
+    if args.out:
+        settings = {k: getattr(args, k) for k in ('bn', 'epochs', 'lr', 'batch_size', 'seed',
+                                                  'train_size')}
+        metrics = [{k: r[k] for k in ('epoch', 'loss', 'train_acc', 'test_acc')} for r in history]
+        with open(args.out, 'w') as f:
+            json.dump({'settings': settings, 'epochs': metrics}, f, indent=2)
+            f.write('\n')
+    if args.plot:
+        plot(history, args.plot)
+    best = max(history, key=lambda r: r['test_acc'])
+    print(f"done: bn={args.bn}, {args.epochs} epochs on {ctx}, test acc "
+          f"{history[-1]['test_acc']:.3f} (best {best['test_acc']:.3f} at epoch {best['epoch']}), "
+          f"{seconds:.1f} sec")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,276 @@
+// Batch normalization from scratch as an MXNet library operator (mx.library.load).
+//
+// Forward:  mean and biased variance per channel (two passes, summed in a wider type), then
+//           y = gamma * (x - mean) / sqrt(var + eps) + beta, and, when training,
+//           running = momentum * running + (1 - momentum) * batch statistic, in place.
+// Backward: the closed form
+//           dx = gamma / std * (dy - mean(dy) - x_hat * mean(dy * x_hat)),
+//           dgamma = sum(dy * x_hat), dbeta = sum(dy).
+// MXNet passes library operators no training flag, so the caller passes one as an input.
+//
+// Inputs:  data, gamma, beta, running_mean (mutable), running_var (mutable), training (1,);
+//          gamma, beta and the running statistics hold one value per channel, in any shape.
+// Outputs: output, mean, inv_std (the last two are kept for the backward pass)
+// Attributes: axis, eps, momentum, fix_gamma, use_global_stats
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mxnet/lib_api.h"
+
+using namespace mxnet::ext;
+
+namespace {
+
+enum Input { kData, kGamma, kBeta, kRunningMean, kRunningVar, kTraining, kNumInputs };
+enum Output { kOut, kMean, kInvStd, kNumOutputs };
+
+struct Attrs {
+  int axis = 1;
+  double eps = 1e-5, momentum = 0.9;
+  bool fix_gamma = false, use_global_stats = false;
+
+  explicit Attrs(const std::unordered_map<std::string, std::string>& a) {
+    auto flag = [](const std::string& v) { return v == "True" || v == "true" || v == "1"; };
+    if (a.count("axis")) axis = std::stoi(a.at("axis"));
+    if (a.count("eps")) eps = std::stod(a.at("eps"));
+    if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
+    if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
+    if (a.count("use_global_stats")) use_global_stats = flag(a.at("use_global_stats"));
+  }
+};
+
+// x viewed as (pre, C, post): the channel axis in the middle.
+struct Layout {
+  int64_t pre = 1, C = 1, post = 1;
+  Layout(const std::vector<int64_t>& shape, int axis) {
+    int nd = static_cast<int>(shape.size());
+    axis = (axis % nd + nd) % nd;
+    for (int i = 0; i < axis; ++i) pre *= shape[i];
+    C = shape[axis];
+    for (int i = axis + 1; i < nd; ++i) post *= shape[i];
+  }
+  int64_t per_channel() const { return pre * post; }
+};
+
+// Sums run in a wider type, so they are exact to the precision of the result.
+template <typename T> struct Wider;
+template <> struct Wider<float> { using type = double; };
+template <> struct Wider<double> { using type = long double; };
+
+// Calls f(c, begin, end) for every contiguous run of channel c's values.
+template <typename F>
+void for_channel_runs(const Layout& l, F f) {
+  for (int64_t p = 0; p < l.pre; ++p)
+    for (int64_t c = 0; c < l.C; ++c) {
+      int64_t begin = (p * l.C + c) * l.post;
+      f(c, begin, begin + l.post);
+    }
+}
+
+bool is_training(std::vector<MXTensor>& inputs, const Attrs& attrs) {
+  return inputs[kTraining].data<float>()[0] > 0.5f && !attrs.use_global_stats;
+}
+
+template <typename T>
+MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                           std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  std::vector<MXTensor>& in = *inputs;
+  Layout l(in[kData].shape, attrs.axis);
+  const T* x = in[kData].data<T>();
+  const T* gamma = in[kGamma].data<T>();
+  const T* beta = in[kBeta].data<T>();
+  T* running_mean = in[kRunningMean].data<T>();
+  T* running_var = in[kRunningVar].data<T>();
+  T* y = (*outputs)[kOut].data<T>();
+  T* mean_out = (*outputs)[kMean].data<T>();
+  T* inv_std_out = (*outputs)[kInvStd].data<T>();
+
+  std::vector<Acc> mean(l.C), var(l.C);
+  if (is_training(in, attrs)) {
+    const Acc m = static_cast<Acc>(l.per_channel());
+    std::vector<Acc> sum(l.C, 0), sq(l.C, 0);
+    for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+      Acc s = 0;
+      for (int64_t i = b; i < e; ++i) s += x[i];
+      sum[c] += s;
+    });
+    for (int64_t c = 0; c < l.C; ++c) mean[c] = sum[c] / m;
+    for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+      Acc s = 0;
+      for (int64_t i = b; i < e; ++i) { Acc d = x[i] - mean[c]; s += d * d; }
+      sq[c] += s;
+    });
+    const Acc mom = static_cast<Acc>(attrs.momentum);
+    for (int64_t c = 0; c < l.C; ++c) {
+      var[c] = sq[c] / m;
+      running_mean[c] = static_cast<T>(mom * running_mean[c] + (1 - mom) * mean[c]);
+      running_var[c] = static_cast<T>(mom * running_var[c] + (1 - mom) * var[c]);
+    }
+  } else {
+    for (int64_t c = 0; c < l.C; ++c) { mean[c] = running_mean[c]; var[c] = running_var[c]; }
+  }
+
+  std::vector<Acc> scale(l.C);
+  for (int64_t c = 0; c < l.C; ++c) {
+    const Acc inv_std = 1 / std::sqrt(var[c] + static_cast<Acc>(attrs.eps));
+    scale[c] = attrs.fix_gamma ? inv_std : gamma[c] * inv_std;
+    mean_out[c] = static_cast<T>(mean[c]);
+    inv_std_out[c] = static_cast<T>(inv_std);
+  }
+  // (x - mean) * scale + beta in the wider type: one rounding, at the end.
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc mu = mean[c], k = scale[c], t = beta[c];
+    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
+  });
+  return MX_SUCCESS;
+}
+
+// Backward inputs: gradients of the 3 outputs, the 6 inputs, the 3 outputs.
+// Backward outputs: gradients of the 6 inputs.
+template <typename T>
+MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                            std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  std::vector<MXTensor>& in = *inputs;
+  MXTensor* fwd_in = &in[kNumOutputs];
+  MXTensor* fwd_out = &in[kNumOutputs + kNumInputs];
+  Layout l(fwd_in[kData].shape, attrs.axis);
+  const T* dy = in[kOut].data<T>();
+  const T* x = fwd_in[kData].data<T>();
+  const T* gamma = fwd_in[kGamma].data<T>();
+  const T* mean = fwd_out[kMean].data<T>();
+  const T* inv_std = fwd_out[kInvStd].data<T>();
+  T* dx = (*outputs)[kData].data<T>();
+  T* dgamma = (*outputs)[kGamma].data<T>();
+  T* dbeta = (*outputs)[kBeta].data<T>();
+
+  std::vector<Acc> sum_dy(l.C, 0), sum_dy_xhat(l.C, 0);
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc mu = mean[c], is = inv_std[c];
+    Acc s = 0, sx = 0;
+    for (int64_t i = b; i < e; ++i) { s += dy[i]; sx += dy[i] * ((x[i] - mu) * is); }
+    sum_dy[c] += s;
+    sum_dy_xhat[c] += sx;
+  });
+  // With batch statistics, mean and variance depend on x; with running ones, y is affine in x.
+  const bool batch = fwd_in[kTraining].data<float>()[0] > 0.5f && !attrs.use_global_stats;
+  const Acc m = static_cast<Acc>(l.per_channel());
+  // dx = k * (dy - mean(dy)) - g * (x - mean), with k = gamma * inv_std and
+  // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.
+  std::vector<Acc> k(l.C), mean_dy(l.C), g(l.C);
+  for (int64_t c = 0; c < l.C; ++c) {
+    const Acc is = inv_std[c];
+    k[c] = attrs.fix_gamma ? is : gamma[c] * is;
+    mean_dy[c] = batch ? sum_dy[c] / m : 0;
+    g[c] = batch ? k[c] * is * sum_dy_xhat[c] / m : 0;
+    dgamma[c] = attrs.fix_gamma ? T(0) : static_cast<T>(sum_dy_xhat[c]);
+    dbeta[c] = static_cast<T>(sum_dy[c]);
+  }
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc kc = k[c], mdy = mean_dy[c], gc = g[c], mu = mean[c];
+    for (int64_t i = b; i < e; ++i) dx[i] = static_cast<T>(kc * (dy[i] - mdy) - gc * (x[i] - mu));
+  });
+  for (int idx : {static_cast<int>(kRunningMean), static_cast<int>(kRunningVar),
+                  static_cast<int>(kTraining)}) {
+    MXTensor& t = (*outputs)[idx];
+    std::memset(t.data_ptr, 0, t.size() * (t.dtype == kFloat64 ? 8 : 4));
+  }
+  return MX_SUCCESS;
+}
+
+MXReturnValue forward(const std::unordered_map<std::string, std::string>& attrs,
+                      std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                      const OpResource& res) {
+  Attrs a(attrs);
+  if ((*inputs)[kData].dtype == kFloat64) return forward_impl<double>(a, inputs, outputs);
+  return forward_impl<float>(a, inputs, outputs);
+}
+
+MXReturnValue backward(const std::unordered_map<std::string, std::string>& attrs,
+                       std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                       const OpResource& res) {
+  Attrs a(attrs);
+  if ((*inputs)[kNumOutputs + kData].dtype == kFloat64)
+    return backward_impl<double>(a, inputs, outputs);
+  return backward_impl<float>(a, inputs, outputs);
+}
+
+MXReturnValue parse_attrs(const std::unordered_map<std::string, std::string>& attrs,
+                          int* num_inputs, int* num_outputs) {
+  *num_inputs = kNumInputs;
+  *num_outputs = kNumOutputs;
+  return MX_SUCCESS;
+}
+
+MXReturnValue infer_type(const std::unordered_map<std::string, std::string>& attrs,
+                         std::vector<int>* in_types, std::vector<int>* out_types) {
+  const int dtype = (*in_types)[kData];
+  if (dtype != kFloat32 && dtype != kFloat64) {
+    MX_ERROR_MSG << "gluon_bn_batch_norm supports float32 and float64 data, got dtype " << dtype;
+    return MX_FAIL;
+  }
+  for (int i = 0; i < kTraining; ++i) (*in_types)[i] = dtype;
+  (*in_types)[kTraining] = kFloat32;
+  for (int i = 0; i < kNumOutputs; ++i) (*out_types)[i] = dtype;
+  return MX_SUCCESS;
+}
+
+MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& attrs,
+                          std::vector<std::vector<unsigned int>>* in_shapes,
+                          std::vector<std::vector<unsigned int>>* out_shapes) {
+  const std::vector<unsigned int>& data = (*in_shapes)[kData];
+  const int nd = static_cast<int>(data.size());
+  const int axis = (Attrs(attrs).axis % nd + nd) % nd;
+  const std::vector<unsigned int> channels = {data[axis]};
+  // MXNet marks a shape it does not know yet (deferred initialization) by -1 or 0 dimensions.
+  auto known = [](const std::vector<unsigned int>& s) {
+    for (unsigned int d : s)
+      if (d == 0 || d == static_cast<unsigned int>(-1)) return false;
+    return !s.empty();
+  };
+  // gamma, beta and the running statistics hold one value per channel, in any shape: (C,) as
+  // nn.BatchNorm keeps them, (1, C) or (1, C, 1, 1) as the book does.
+  for (int i = kGamma; i <= kRunningVar; ++i) {
+    std::vector<unsigned int>& s = (*in_shapes)[i];
+    if (!known(s)) {
+      s = channels;
+      continue;
+    }
+    uint64_t size = 1;
+    for (unsigned int d : s) size *= d;
+    if (size != channels[0]) {
+      MX_ERROR_MSG << "gluon_bn_batch_norm: gamma, beta and the running statistics need one "
+                   << "value per channel (" << channels[0] << "), input " << i << " has "
+                   << size;
+      return MX_FAIL;
+    }
+  }
+  (*in_shapes)[kTraining] = {1};
+  (*out_shapes)[kOut] = data;
+  (*out_shapes)[kMean] = channels;
+  (*out_shapes)[kInvStd] = channels;
+  return MX_SUCCESS;
+}
+
+MXReturnValue mutate_inputs(const std::unordered_map<std::string, std::string>& attrs,
+                            std::vector<int>* input_indices) {
+  input_indices->push_back(kRunningMean);
+  input_indices->push_back(kRunningVar);
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(gluon_bn_batch_norm)
+    .setForward(forward, "cpu")
+    .setBackward(backward, "cpu")
+    .setParseAttrs(parse_attrs)
+    .setInferType(infer_type)
+    .setInferShape(infer_shape)
+    .setMutateInputs(mutate_inputs);
+
+MXReturnValue initialize(int version) { return MX_SUCCESS; }

@@ -1,12 +1,14 @@
 """The chapter's LeNet with batch normalization after every convolution and dense layer."""
 from mxnet.gluon import nn
 
+from .hybrid import HybridBatchNorm
 from .scratch import BatchNorm
 
 # Batch-norm layers by name: (num_features, num_dims) -> layer
 BN_LAYERS = {
     'scratch': lambda channels, num_dims: BatchNorm(channels, num_dims=num_dims),
     'gluon': lambda channels, num_dims: nn.BatchNorm(),
+    'hybrid': lambda channels, num_dims: HybridBatchNorm(in_channels=channels),
 }
 BN_CHOICES = tuple(BN_LAYERS) + ('none',)
 
@@ -21,9 +23,10 @@ def lenet_bn(bn='scratch'):
 
     Parameters
     ----------
-    bn : {'scratch', 'gluon', 'none'}
-        'scratch': the book's BatchNorm (gluon_bn.BatchNorm); 'gluon': nn.BatchNorm; 'none': the
-        previous chapter's LeNet, without batch norm, for comparison.
+    bn : {'scratch', 'gluon', 'hybrid', 'none'}
+        'scratch': the book's BatchNorm (gluon_bn.BatchNorm); 'gluon': nn.BatchNorm; 'hybrid':
+        gluon_bn.HybridBatchNorm, the fast from-scratch drop-in; 'none': the previous chapter's
+        LeNet, without batch norm, for comparison.
 
     Returns an nn.HybridSequential when every layer can be hybridized, else an nn.Sequential; both
     save their parameters under the same names.

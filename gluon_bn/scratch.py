@@ -13,6 +13,7 @@ from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
 from ._checks import check_array, check_input
+from . import ops
 
 
 def param_shape(num_features, num_dims):
@@ -84,6 +85,10 @@ class BatchNorm(nn.Block):
         Added to the variance before its square root.
     momentum : float, default 0.9
         Weight of the old moving statistics in their update.
+    fast : bool, default True
+        True: on the CPU, the same math in gluon_bn's C++ operator (statistics summed in a wider
+        type, a closed-form backward). False, and on other devices: the book's `batch_norm`,
+        differentiated by autograd.
 
     Parameters created (names as in the book): `gamma` (ones), `beta` (zeros), and, not trained,
     `moving_mean` (zeros) and `moving_var` (ones), as nn.BatchNorm initialises its own.
@@ -97,7 +102,7 @@ class BatchNorm(nn.Block):
           two agree).
     """
 
-    def __init__(self, num_features, num_dims=None, eps=1e-5, momentum=0.9, **kwargs):
+    def __init__(self, num_features, num_dims=None, eps=1e-5, momentum=0.9, fast=True, **kwargs):
         if 'nums_dims' in kwargs:
             if num_dims is not None:
                 raise TypeError("BatchNorm got both num_dims and its misspelling nums_dims")
@@ -117,8 +122,10 @@ class BatchNorm(nn.Block):
         if not eps >= 0:
             raise ValueError(f"BatchNorm: eps must be >= 0, got {eps!r}")
         super().__init__(**kwargs)
+        if fast:
+            ops.load()
         self._num_features, self._num_dims = num_features, num_dims
-        self._eps, self._momentum = eps, momentum
+        self._eps, self._momentum, self._fast = eps, momentum, fast
         shape = param_shape(num_features, num_dims)
         self.gamma = self.params.get('gamma', shape=shape, init=init.One())
         self.beta = self.params.get('beta', shape=shape, init=init.Zero())
@@ -134,9 +141,17 @@ class BatchNorm(nn.Block):
             raise ValueError(f"{self!r} expects input of shape "
                              f"{expected.format(self._num_features)}, got {X.shape}")
         ctx = X.context
+        gamma, beta = self.gamma.data(ctx), self.beta.data(ctx)
         moving_mean, moving_var = self.moving_mean.data(ctx), self.moving_var.data(ctx)
-        Y, new_mean, new_var = batch_norm(X, self.gamma.data(ctx), self.beta.data(ctx),
-                                          moving_mean, moving_var, self._eps, self._momentum)
+        if X.dtype != gamma.dtype:   # the fast operator would fail with a less helpful message
+            check_array('gamma', gamma, gamma.shape, X, 'BatchNorm')
+        # The operator is CPU-only so far; it updates the moving statistics in place.
+        if self._fast and ctx.device_type == 'cpu':
+            return nd.gluon_bn_batch_norm(X, gamma, beta, moving_mean, moving_var,
+                                          ops.training_flag(ctx), axis=1, eps=self._eps,
+                                          momentum=self._momentum)[0]
+        Y, new_mean, new_var = batch_norm(X, gamma, beta, moving_mean, moving_var,
+                                          self._eps, self._momentum)
         if autograd.is_training():
             moving_mean[:] = new_mean
             moving_var[:] = new_var
@@ -144,4 +159,4 @@ class BatchNorm(nn.Block):
 
     def __repr__(self):
         return (f"{type(self).__name__}({self._num_features}, num_dims={self._num_dims}, "
-                f"eps={self._eps}, momentum={self._momentum})")
+                f"eps={self._eps}, momentum={self._momentum}, fast={self._fast})")

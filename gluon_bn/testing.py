@@ -17,6 +17,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 from . import reference
+from .hybrid import HybridBatchNorm
 from .scratch import BatchNorm, batch_norm, param_shape
 from .tutorial import batch_norm2D
 
@@ -116,12 +117,36 @@ class GluonBatchNorm(LayerAdapter):
 
 
 class ScratchBlock(LayerAdapter):
-    """gluon_bn.BatchNorm, the book's Block."""
+    """gluon_bn.BatchNorm, the book's Block, on its default fast path."""
     stat_names = ('moving_mean', 'moving_var')
+    fast = True
+
+    @classmethod
+    def make_layer(cls, case, ndim):
+        return BatchNorm(case.channels, num_dims=ndim, eps=case.eps, momentum=case.momentum,
+                         fast=cls.fast)
+
+
+class TextbookBlock(ScratchBlock):
+    """gluon_bn.BatchNorm(fast=False): the book's batch_norm, differentiated by autograd."""
+    fast = False
+
+
+class HybridAdapter(LayerAdapter):
+    """gluon_bn.HybridBatchNorm, imperative."""
 
     @staticmethod
     def make_layer(case, ndim):
-        return BatchNorm(case.channels, num_dims=ndim, eps=case.eps, momentum=case.momentum)
+        return HybridBatchNorm(momentum=case.momentum, epsilon=case.eps,
+                               in_channels=case.channels)
+
+
+class HybridizedAdapter(HybridAdapter):
+    """gluon_bn.HybridBatchNorm, hybridized with static memory and shapes."""
+
+    def __init__(self, case):
+        super().__init__(case)
+        self.layer.hybridize(static_alloc=True, static_shape=True)
 
 
 class ScratchFunction:
@@ -178,6 +203,8 @@ class TutorialFunction(ScratchFunction):
 
 
 ADAPTERS = {'nn.BatchNorm': GluonBatchNorm, 'BatchNorm': ScratchBlock,
+            'BatchNorm(fast=False)': TextbookBlock, 'HybridBatchNorm': HybridAdapter,
+            'HybridBatchNorm hybridized': HybridizedAdapter,
             'batch_norm': ScratchFunction, 'batch_norm2D': TutorialFunction}
 
 

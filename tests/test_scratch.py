@@ -133,7 +133,7 @@ def test_block_statistics_follow_the_inputs_context():
 def test_misspelt_nums_dims_is_accepted_with_a_warning():
     with pytest.warns(DeprecationWarning, match='nums_dims'):
         block = BatchNorm(6, nums_dims=4)
-    assert repr(block) == 'BatchNorm(6, num_dims=4, eps=1e-05, momentum=0.9)'
+    assert repr(block) == 'BatchNorm(6, num_dims=4, eps=1e-05, momentum=0.9, fast=True)'
     with pytest.raises(TypeError, match='both num_dims and its misspelling'):
         BatchNorm(6, num_dims=4, nums_dims=4)
     with pytest.raises(TypeError, match="missing required argument 'num_dims'"):

@@ -65,7 +65,8 @@ def test_train_ch5_prints_d2lzhs_lines(bn, tmp_path):
 def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
     layers = lambda net: [type(layer).__name__ for layer in net]
     affine = ['Conv2D', 'Conv2D', 'Dense', 'Dense']
-    for bn, bn_type in (('scratch', 'BatchNorm'), ('gluon', 'BatchNorm')):
+    for bn, bn_type in (('scratch', 'BatchNorm'), ('gluon', 'BatchNorm'),
+                        ('hybrid', 'HybridBatchNorm')):
         names = layers(lenet_bn(bn))
         assert [names[i] for i, n in enumerate(names) if n in ('Conv2D', 'Dense')][:4] == affine
         for i, name in enumerate(names[:-1]):
@@ -73,12 +74,13 @@ def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
                 assert names[i + 1:i + 3] == [bn_type, 'Activation']
     assert isinstance(lenet_bn('scratch')[1], gluon_bn.BatchNorm)
     assert isinstance(lenet_bn('gluon')[1], nn.BatchNorm)
-    assert 'BatchNorm' not in layers(lenet_bn('none'))
-    for bn in ('scratch', 'gluon', 'none'):
+    assert isinstance(lenet_bn('hybrid')[1], gluon_bn.HybridBatchNorm)
+    assert not any('BatchNorm' in name for name in layers(lenet_bn('none')))
+    for bn in ('scratch', 'gluon', 'hybrid', 'none'):
         net = lenet_bn(bn)
         net.initialize()
         assert net(nd.zeros((2, 1, 28, 28))).shape == (2, 10)
-    with pytest.raises(ValueError, match="one of scratch, gluon, none; got 'batch'"):
+    with pytest.raises(ValueError, match="one of scratch, gluon, hybrid, none; got 'batch'"):
         lenet_bn('batch')
 
 

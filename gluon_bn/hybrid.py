@@ -1,0 +1,96 @@
+"""HybridBatchNorm: a drop-in for mxnet.gluon.nn.BatchNorm that computes batch norm itself."""
+import numpy as np
+from mxnet.gluon import HybridBlock
+
+from . import ops
+
+
+def training_flag(F):
+    """1.0 in training mode, 0.0 in prediction mode, decided when the graph runs.
+
+    MXNet tells library operators nothing about the mode, and a hybridized graph is traced once.
+    Dropout is the one built-in operator besides BatchNorm that reads the mode: applied to a one
+    it gives 0 or 2 when training and exactly 1 when predicting, so |dropout(1) - 1| is the flag.
+    (It draws one random number per call from MXNet's generator.)
+    """
+    return F.BlockGrad(F.abs(F.Dropout(F.ones((1,)), p=0.5) - 1))
+
+
+class HybridBatchNorm(HybridBlock):
+    """Batch normalization from scratch, with nn.BatchNorm's constructor and parameter names.
+
+    The statistics and the gradient are computed by this library (a C++ operator: two-pass
+    statistics summed in a wider type, a closed-form backward), not by MXNet's fused BatchNorm.
+    Works imperatively and hybridized, exports (load gluon_bn before SymbolBlock.imports), and
+    serves as a GluonCV `norm_layer`. A parameters file saved from a network built with
+    nn.BatchNorm loads into the same network built with this layer, and the other way round.
+
+    Parameters
+    ----------
+    axis : int, default 1
+        The channel axis: 1 after a Conv2D with layout 'NCHW', -1 or 3 for 'NHWC'.
+    momentum : float, default 0.9
+        running = momentum * running + (1 - momentum) * batch statistic.
+    epsilon : float, default 1e-5
+        Added to the variance before its square root.
+    center : bool, default True
+        If True, add `beta`; if False, `beta` is not trained.
+    scale : bool, default True
+        If True, multiply by `gamma`; if False, `gamma` is treated as 1 and not trained.
+    use_global_stats : bool, default False
+        If True, normalize with the running statistics in training too, and never update them.
+    beta_initializer, gamma_initializer : str or Initializer, default 'zeros', 'ones'
+    running_mean_initializer, running_variance_initializer : str or Initializer,
+        default 'zeros', 'ones'
+    in_channels : int, default 0
+        Number of channels; 0 infers it from the first input.
+
+    Inputs:
+        - **data**: float32 or float64, any shape with the channels on `axis`.
+
+    Outputs:
+        - **out**: the same shape. In training (autograd.record() or train_mode()) the running
+          statistics of data's device are updated in the forward pass, with the biased batch
+          variance, as nn.BatchNorm does in its backward pass; after a full step they agree.
+    """
+
+    def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True,
+                 use_global_stats=False, beta_initializer='zeros', gamma_initializer='ones',
+                 running_mean_initializer='zeros', running_variance_initializer='ones',
+                 in_channels=0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"HybridBatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        if not epsilon > 0:
+            raise ValueError(f"HybridBatchNorm: epsilon must be > 0, got {epsilon!r}")
+        ops.load()
+        self._kwargs = {'axis': axis, 'eps': epsilon, 'momentum': momentum,
+                        'fix_gamma': not scale, 'use_global_stats': use_global_stats}
+        if in_channels != 0:
+            self.in_channels = in_channels
+        self.gamma = self.params.get('gamma', grad_req='write' if scale else 'null',
+                                     shape=(in_channels,), init=gamma_initializer,
+                                     allow_deferred_init=True, differentiable=scale)
+        self.beta = self.params.get('beta', grad_req='write' if center else 'null',
+                                    shape=(in_channels,), init=beta_initializer,
+                                    allow_deferred_init=True, differentiable=center)
+        self.running_mean = self.params.get('running_mean', grad_req='null', shape=(in_channels,),
+                                            init=running_mean_initializer,
+                                            allow_deferred_init=True, differentiable=False)
+        self.running_var = self.params.get('running_var', grad_req='null', shape=(in_channels,),
+                                           init=running_variance_initializer,
+                                           allow_deferred_init=True, differentiable=False)
+
+    def cast(self, dtype):
+        if np.dtype(dtype).name == 'float16':   # as nn.BatchNorm: statistics stay float32
+            dtype = 'float32'
+        super().cast(dtype)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return F.gluon_bn_batch_norm(x, gamma, beta, running_mean, running_var,
+                                     training_flag(F), name='fwd', **self._kwargs)[0]
+
+    def __repr__(self):
+        in_channels = self.gamma.shape[0]
+        content = ', '.join(f'{k}={v!r}' for k, v in self._kwargs.items())
+        return f"{type(self).__name__}({content}, in_channels={in_channels or None})"

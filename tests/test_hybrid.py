@@ -1,0 +1,193 @@
+"""HybridBatchNorm as a drop-in for nn.BatchNorm: flags, layouts, export, parameter files, and
+GluonCV models that use it as their norm_layer."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo import get_model
+from mxnet import autograd, gluon, init, nd
+from mxnet.gluon import nn
+
+from gluon_bn import HybridBatchNorm, lenet_bn, ops, reference
+
+# Two float32 implementations of the same math, on small inputs: they differ by rounding, which
+# stays below 1e-5 relative to each quantity's size here (measured: 4e-7).
+RTOL = 1e-5
+
+
+def assert_close(ours, theirs, what):
+    scale = max(float(np.abs(theirs).max()), 1e-3)
+    assert np.abs(ours - theirs).max() <= RTOL * scale, what
+
+
+def train_and_predict(layer, x, dy, hybridize, steps=2):
+    """Two training steps, then a prediction; returns what the comparisons look at."""
+    if hybridize:
+        layer.hybridize(static_alloc=True, static_shape=True)
+    for _ in range(steps):
+        X = nd.array(x)
+        X.attach_grad()
+        with autograd.record():
+            Y = layer(X)
+        Y.backward(nd.array(dy))
+    out = dict(y=Y.asnumpy(), dx=X.grad.asnumpy(), predict=layer(nd.array(x)).asnumpy(),
+               running_mean=layer.running_mean.data().asnumpy(),
+               running_var=layer.running_var.data().asnumpy())
+    for name in ('gamma', 'beta'):
+        param = getattr(layer, name)
+        if param.grad_req != 'null':
+            out['d' + name] = param.grad().asnumpy()
+    return out
+
+
+def twins(x, dy, hybridize, **kwargs):
+    """HybridBatchNorm and nn.BatchNorm with the same settings and parameters, trained alike."""
+    channels = x.shape[kwargs.get('axis', 1)]
+    rng = np.random.default_rng(0)
+    values = dict(gamma=rng.uniform(0.5, 2, channels), beta=rng.normal(size=channels),
+                  running_var=rng.uniform(0.5, 2, channels))
+    results = []
+    for make in (HybridBatchNorm, nn.BatchNorm):
+        layer = make(in_channels=channels, **kwargs)
+        layer.initialize()
+        for name, value in values.items():
+            getattr(layer, name).set_data(nd.array(value))
+        results.append(train_and_predict(layer, x, dy, hybridize))
+    return results
+
+
+def data(shape, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=shape) * 2 + 1, rng.normal(size=shape)
+
+
+FLAGS = {'default': {}, 'use_global_stats': dict(use_global_stats=True),
+         'no-center': dict(center=False), 'no-scale': dict(scale=False),
+         'momentum-eps': dict(momentum=0.7, epsilon=1e-3)}
+LAYOUTS = {'NCHW': ((6, 3, 5, 4), 1), 'NHWC-axis-1': ((6, 5, 4, 3), -1),
+           'NHWC-axis3': ((6, 5, 4, 3), 3), 'dense': ((8, 5), 1)}
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('layout', LAYOUTS)
+@pytest.mark.parametrize('flags', FLAGS)
+def test_matches_nn_batchnorm_twin(flags, layout, hybridize):
+    shape, axis = LAYOUTS[layout]
+    x, dy = data(shape)
+    ours, theirs = twins(x, dy, hybridize, axis=axis, **FLAGS[flags])
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert_close(ours[key], theirs[key], key)
+
+
+@pytest.mark.parametrize('axis', [-1, 3])
+def test_channels_last_matches_the_reference(axis):
+    x, dy = data((6, 5, 4, 3))
+    layer = HybridBatchNorm(axis=axis, in_channels=3)
+    layer.initialize()
+    got = train_and_predict(layer, x, dy, hybridize=True, steps=1)
+    nchw = lambda a: a.transpose(0, 3, 1, 2)
+    y, mean, var = reference.train_forward(nchw(x), np.ones(3), np.zeros(3), 1e-5)
+    dx, _, _ = reference.train_backward(nchw(dy), nchw(x), np.ones(3), 1e-5)
+    np.testing.assert_allclose(got['y'], y.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got['dx'], dx.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got['running_mean'], 0.1 * mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got['running_var'], 0.9 + 0.1 * var, rtol=1e-5)
+
+
+def test_in_channels_is_inferred_on_first_use():
+    layer = HybridBatchNorm()
+    layer.initialize()
+    layer.hybridize()
+    assert repr(layer).endswith('in_channels=None)')
+    layer(nd.ones((2, 7, 3, 3)))
+    assert layer.gamma.shape == (7,)
+    assert repr(layer) == ('HybridBatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False, '
+                           'use_global_stats=False, in_channels=7)')
+    assert repr(layer).replace('HybridBatchNorm', 'BatchNorm') == repr(
+        nn.BatchNorm(in_channels=7))
+
+
+@pytest.mark.filterwarnings('ignore:Cannot decide type')   # imports cannot know the input dtype
+def test_export_and_symbolblock_imports(tmp_path):
+    net = lenet_bn('hybrid')
+    net.initialize(init=init.Xavier())
+    net.hybridize()
+    X = nd.random.uniform(shape=(16, 1, 28, 28))
+    with autograd.record():
+        net(X).backward()
+    prefix = str(tmp_path / 'lenet')
+    net.export(prefix)
+    imported = gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'], prefix + '-0000.params')
+    np.testing.assert_array_equal(imported(X).asnumpy(), net(X).asnumpy())
+
+
+def test_parameter_files_are_interchangeable_with_nn_batchnorm(tmp_path):
+    X = nd.random.uniform(shape=(32, 1, 28, 28))
+    for source, target in (('gluon', 'hybrid'), ('hybrid', 'gluon')):
+        net = lenet_bn(source)
+        net.initialize(init=init.Xavier())
+        with autograd.record():
+            net(X).backward()    # moves the running statistics away from their initial values
+        path = str(tmp_path / f'{source}.params')
+        net.save_parameters(path)
+        twin = lenet_bn(target)
+        twin.load_parameters(path)
+        assert_close(twin(X).asnumpy(), net(X).asnumpy(), f'{source} -> {target}')
+
+
+GLUONCV_MODELS = {'cifar_resnet20_v1': (8, 3, 32, 32), 'resnet18_v1b': (4, 3, 64, 64)}
+# In float64 both twins compute exactly enough to compare tightly: outputs and gradients agree
+# to 1e-12 of their size (measured: 6e-14). nn.BatchNorm keeps its momentum as a C float, so
+# its running statistics, and predictions made with them, are float32-accurate (measured: 3e-7).
+GRADIENT_RTOL, STATISTICS_RTOL = 1e-12, 1e-6
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('name', GLUONCV_MODELS)
+def test_gluoncv_model_trains_like_its_nn_batchnorm_twin(name, hybridize, tmp_path):
+    X = nd.random.normal(shape=GLUONCV_MODELS[name], dtype='float64')
+    label = nd.array(np.arange(X.shape[0]) % 10, dtype='float64')
+    nets = [get_model(name, classes=10), get_model(name, classes=10, norm_layer=HybridBatchNorm)]
+    nets[0].initialize(init=init.Xavier())
+    nets[0].cast('float64')
+    nets[0](X)
+    nets[0].save_parameters(str(tmp_path / 'start.params'))
+    nets[1].cast('float64')
+    nets[1].load_parameters(str(tmp_path / 'start.params'))
+    results = []
+    for net in nets:
+        if hybridize:
+            net.hybridize()
+        with autograd.record():
+            out = net(X)
+            loss = gluon.loss.SoftmaxCrossEntropyLoss()(out, label)
+        loss.backward()
+        # Structural names ('features.1.gamma'), as save_parameters writes them: the same for
+        # both twins, whatever each layer's class is called.
+        params = net._collect_params_with_prefix()
+        results.append(dict(
+            out=out.asnumpy(), predict=net(X).asnumpy(),
+            **{f'grad {k}': p.grad().asnumpy() for k, p in params.items() if p.grad_req != 'null'},
+            **{k: p.data().asnumpy() for k, p in params.items() if 'running' in k}))
+    theirs, ours = results
+    assert theirs.keys() == ours.keys() and len(theirs) > 50
+    for key in theirs:
+        rtol = STATISTICS_RTOL if key == 'predict' or 'running' in key else GRADIENT_RTOL
+        scale = max(float(np.abs(theirs[key]).max()), 1e-3)
+        assert np.abs(ours[key] - theirs[key]).max() <= rtol * scale, key
+
+
+def test_a_missing_compiler_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv('CXX', 'no-such-compiler')
+    with pytest.raises(RuntimeError, match="no-such-compiler.*apt-get install g\\+\\+"):
+        ops.build(str(tmp_path / 'lib.so'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_float16_is_refused_with_a_message():
+    layer = HybridBatchNorm(in_channels=3)
+    layer.initialize()
+    with pytest.raises(mx.base.MXNetError, match='float32 and float64'):
+        layer(nd.ones((2, 3), dtype='float16')).wait_to_read()

@@ -1,6 +1,6 @@
 """Time one epoch of BN-LeNet: the book's pipeline against this project's, same BN class.
 
-    python scripts/bench_epoch.py [--bn scratch gluon] [--epochs 1]
+    python scripts/bench_epoch.py [--bn scratch gluon hybrid] [--epochs 1]
 
 The book's pipeline is d2lzh's own train_ch5 over a DataLoader of per-sample ToTensor with
 4 worker processes (d2lzh.load_data_fashion_mnist, fed the verified local files). Ours is
@@ -18,7 +18,7 @@ import mxnet as mx
 from mxnet import gluon, init
 
 from gluon_bn.data import book_data_loaders, load_data_fashion_mnist
-from gluon_bn.model import lenet_bn
+from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import train_ch5
 
 BATCH_SIZE, LR = 256, 1.0
@@ -39,8 +39,8 @@ def seconds_per_epoch(train, loaders, bn, hybridize, epochs, ctx):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--bn', nargs='+', default=['scratch', 'gluon'],
-                        choices=['scratch', 'gluon', 'none'])
+    parser.add_argument('--bn', nargs='+', default=['scratch', 'gluon', 'hybrid'],
+                        choices=BN_CHOICES)
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--data-dir', default=None)
     args = parser.parse_args()

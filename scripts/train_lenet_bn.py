@@ -50,7 +50,7 @@ def parse_args(argv):
     p = Parser(description="Train the batch-norm chapter's LeNet on Fashion-MNIST.")
     p.add_argument('--bn', choices=BN_CHOICES, default='scratch',
                    help="batch norm: the book's from-scratch BatchNorm (default), nn.BatchNorm, "
-                        "or none")
+                        "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), or none")
     p.add_argument('--epochs', type=positive(int), default=5)
     p.add_argument('--lr', type=positive(float), default=1.0)
     p.add_argument('--batch-size', type=positive(int), default=256)

@@ -38,10 +38,11 @@ def test_bad_flags_and_missing_data_end_in_one_line(args, words):
 
 
 @real_data
-def test_the_same_seed_writes_the_same_metrics(tmp_path):
+@pytest.mark.parametrize('bn', ['scratch', 'hybrid'])
+def test_the_same_seed_writes_the_same_metrics(tmp_path, bn):
     def train(name, seed):
         path = tmp_path / name
-        result = cli('--train-size', '1024', '--epochs', '2', '--seed', str(seed),
+        result = cli('--bn', bn, '--train-size', '1024', '--epochs', '2', '--seed', str(seed),
                      '--out', str(path), '--plot', str(tmp_path / f'{name}.png'))
         assert result.returncode == 0, result.stderr
         return path.read_bytes(), result.stdout.splitlines()
@@ -50,5 +51,5 @@ def test_the_same_seed_writes_the_same_metrics(tmp_path):
     again, _ = train('b.json', 7)
     other, _ = train('c.json', 8)
     assert first == again and first != other
-    assert lines[0] == 'training on cpu(0)' and lines[-1].startswith('done: bn=scratch, 2 epochs')
+    assert lines[0] == 'training on cpu(0)' and lines[-1].startswith(f'done: bn={bn}, 2 epochs')
     assert (tmp_path / 'a.json.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -50,10 +50,15 @@ def in_units(errors, scale):
     return {k: errors[k] / scale[k] for k in FIELDS}
 
 
-@pytest.mark.parametrize('setting_id', SETTINGS)
-@pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('shape_id', SHAPES)
-@pytest.mark.parametrize('path', OURS)
+def every_path_and_case(test):
+    """Parametrize test over our paths, shapes, dtypes and settings."""
+    for name, values in (('setting_id', SETTINGS), ('dtype', DTYPES), ('shape_id', SHAPES),
+                         ('path', OURS)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@every_path_and_case
 def test_matches_reference(path, shape_id, dtype, setting_id):
     case, truth, scale, _ = measured(shape_id, dtype, setting_id)
     ours = in_units(max_errors(run(ADAPTERS[path], case), truth), scale)
@@ -61,10 +66,7 @@ def test_matches_reference(path, shape_id, dtype, setting_id):
     assert not too_far, f"{path} errors in unit roundoffs, bound {OUR_BOUND}: {too_far}"
 
 
-@pytest.mark.parametrize('setting_id', SETTINGS)
-@pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('shape_id', SHAPES)
-@pytest.mark.parametrize('path', OURS)
+@every_path_and_case
 def test_no_worse_than_builtin(path, shape_id, dtype, setting_id):
     case, truth, scale, builtin_errors = measured(shape_id, dtype, setting_id)
     ours = in_units(max_errors(run(ADAPTERS[path], case), truth), scale)

@@ -9,7 +9,7 @@ from gluoncv.model_zoo import get_model
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from gluon_bn import HybridBatchNorm, lenet_bn, ops, reference
+from gluon_bn import BatchNorm, HybridBatchNorm, lenet_bn, ops, reference
 
 # Two float32 implementations of the same math, on small inputs: they differ by rounding, which
 # stays below 1e-5 relative to each quantity's size here (measured: 4e-7).
@@ -177,6 +177,29 @@ def test_gluoncv_model_trains_like_its_nn_batchnorm_twin(name, hybridize, tmp_pa
         rtol = STATISTICS_RTOL if key == 'predict' or 'running' in key else GRADIENT_RTOL
         scale = max(float(np.abs(theirs[key]).max()), 1e-3)
         assert np.abs(ours[key] - theirs[key]).max() <= rtol * scale, key
+
+
+@pytest.mark.parametrize('make, hybridize', [
+    (lambda: HybridBatchNorm(in_channels=3), False), (lambda: HybridBatchNorm(in_channels=3), True),
+    (lambda: BatchNorm(3, num_dims=4), False)], ids=['HybridBatchNorm', 'hybridized', 'BatchNorm'])
+def test_gradients_accumulate_with_grad_req_add(make, hybridize):
+    x, dy = data((8, 3, 4, 4))
+    grads = []
+    for req, steps in (('write', 1), ('add', 2)):
+        layer = make()
+        layer.initialize()
+        layer.collect_params().setattr('grad_req', req)
+        if hybridize:
+            layer.hybridize()
+        X = nd.array(x)
+        X.attach_grad(grad_req=req)
+        for _ in range(steps):
+            with autograd.record():
+                Y = layer(X)
+            Y.backward(nd.array(dy))
+        grads.append([X.grad.asnumpy(), layer.gamma.grad().asnumpy(), layer.beta.grad().asnumpy()])
+    for once, twice in zip(*grads):
+        np.testing.assert_allclose(twice, 2 * once, rtol=1e-6, atol=1e-7)
 
 
 def test_a_missing_compiler_is_named(tmp_path, monkeypatch):

@@ -70,8 +70,9 @@ void for_channel_runs(const Layout& l, F f) {
     }
 }
 
-bool is_training(std::vector<MXTensor>& inputs, const Attrs& attrs) {
-  return inputs[kTraining].data<float>()[0] > 0.5f && !attrs.use_global_stats;
+// Batch statistics when training, unless told to use the running ones.
+bool batch_statistics(MXTensor& training, const Attrs& attrs) {
+  return training.data<float>()[0] > 0.5f && !attrs.use_global_stats;
 }
 
 template <typename T>
@@ -90,7 +91,7 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   T* inv_std_out = (*outputs)[kInvStd].data<T>();
 
   std::vector<Acc> mean(l.C), var(l.C);
-  if (is_training(in, attrs)) {
+  if (batch_statistics(in[kTraining], attrs)) {
     const Acc m = static_cast<Acc>(l.per_channel());
     std::vector<Acc> sum(l.C, 0), sq(l.C, 0);
     for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
@@ -157,7 +158,7 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
     sum_dy_xhat[c] += sx;
   });
   // With batch statistics, mean and variance depend on x; with running ones, y is affine in x.
-  const bool batch = fwd_in[kTraining].data<float>()[0] > 0.5f && !attrs.use_global_stats;
+  const bool batch = batch_statistics(fwd_in[kTraining], attrs);
   const Acc m = static_cast<Acc>(l.per_channel());
   // dx = k * (dy - mean(dy)) - g * (x - mean), with k = gamma * inv_std and
   // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.

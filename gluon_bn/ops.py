@@ -72,11 +72,26 @@ def load():
         _loaded = True
 
 
-def training_flag(ctx):
-    """The operator's `training` input for imperative calls: 1.0 inside autograd.record() or
-    train_mode(), else 0.0. Two constant arrays per device, so a call allocates nothing."""
-    training = autograd.is_training()
-    key = (ctx, training)
+def training_flag(ctx, training):
+    """The operator's `training` input: two constant arrays per device, so a call allocates
+    nothing."""
+    key = (ctx, bool(training))
     if key not in _flags:
         _flags[key] = nd.full((1,), float(training), ctx=ctx)
     return _flags[key]
+
+
+def batch_norm(X, gamma, beta, running_mean, running_var, training, eps, momentum):
+    """Imperative call of the operator on NCHW (or (N, C)) input: the output. The running
+    statistics (one value per channel, any shape) are updated in place when training.
+
+    The operator only ever writes its gradients: arrays whose gradient may be added up
+    (grad_req='add') reach it through identity, whose backward honours that. Only an array with
+    a gradient buffer of its own (attach_grad) can ask for it; copying any other X would cost a
+    pass for nothing.
+    """
+    if X.grad is not None:
+        X = nd.identity(X)
+    return nd.gluon_bn_batch_norm(X, nd.identity(gamma), nd.identity(beta), running_mean,
+                                  running_var, training_flag(X.context, training), axis=1,
+                                  eps=eps, momentum=momentum)[0]

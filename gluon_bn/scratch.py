@@ -145,16 +145,9 @@ class BatchNorm(nn.Block):
         moving_mean, moving_var = self.moving_mean.data(ctx), self.moving_var.data(ctx)
         if X.dtype != gamma.dtype:   # the fast operator would fail with a less helpful message
             check_array('gamma', gamma, gamma.shape, X, 'BatchNorm')
-        # The operator is CPU-only so far. It updates the moving statistics in place and only
-        # ever writes its gradients: arrays whose gradient may be added up (grad_req='add') go
-        # through identity, whose backward honours it. Only an array with a gradient buffer of
-        # its own (attach_grad) can ask for that, and copying the others would cost a pass.
-        if self._fast and ctx.device_type == 'cpu':
-            if X.grad is not None:
-                X = nd.identity(X)
-            return nd.gluon_bn_batch_norm(X, nd.identity(gamma), nd.identity(beta),
-                                          moving_mean, moving_var, ops.training_flag(ctx),
-                                          axis=1, eps=self._eps, momentum=self._momentum)[0]
+        if self._fast and ctx.device_type == 'cpu':   # the operator is CPU-only so far
+            return ops.batch_norm(X, gamma, beta, moving_mean, moving_var,
+                                  autograd.is_training(), self._eps, self._momentum)
         Y, new_mean, new_var = batch_norm(X, gamma, beta, moving_mean, moving_var,
                                           self._eps, self._momentum)
         if autograd.is_training():

@@ -185,7 +185,8 @@ class ScratchFunction:
 
 
 class TutorialFunction(ScratchFunction):
-    """gluon_bn.batch_norm2D: (C,) parameters, statistics updated in place."""
+    """gluon_bn.batch_norm2D on its default fast path: (C,) parameters, statistics in place."""
+    fast = True
 
     @staticmethod
     def param_shape(case):
@@ -193,7 +194,7 @@ class TutorialFunction(ScratchFunction):
 
     def _call(self, X, is_training):
         return batch_norm2D(X, self.gamma, self.beta, is_training, self.moving_mean,
-                            self.moving_var, self.case.eps, self.case.momentum)
+                            self.moving_var, self.case.eps, self.case.momentum, fast=self.fast)
 
     def train(self, X):
         return self._call(X, True)
@@ -202,10 +203,16 @@ class TutorialFunction(ScratchFunction):
         return self._call(X, False)
 
 
+class TextbookTutorialFunction(TutorialFunction):
+    """gluon_bn.batch_norm2D(fast=False): the tutorial's formulation under autograd."""
+    fast = False
+
+
 ADAPTERS = {'nn.BatchNorm': GluonBatchNorm, 'BatchNorm': ScratchBlock,
             'BatchNorm(fast=False)': TextbookBlock, 'HybridBatchNorm': HybridAdapter,
             'HybridBatchNorm hybridized': HybridizedAdapter,
-            'batch_norm': ScratchFunction, 'batch_norm2D': TutorialFunction}
+            'batch_norm': ScratchFunction, 'batch_norm2D': TutorialFunction,
+            'batch_norm2D(fast=False)': TextbookTutorialFunction}
 
 
 def run(adapter, case):

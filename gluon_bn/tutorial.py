@@ -6,12 +6,13 @@ any layer object. Its original reshaped the statistics only for 4D input; here b
 """
 from mxnet import nd
 
+from . import ops
 from ._checks import check_array, check_input
 from .scratch import batch_moments
 
 
 def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
-                 eps=1e-5, moving_momentum=0.9):
+                 eps=1e-5, moving_momentum=0.9, fast=True):
     """Batch-normalize X, updating the caller's moving statistics in place when training.
 
     Parameters
@@ -26,6 +27,9 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
     eps : float, default 1e-5
     moving_momentum : float, default 0.9
         new = moving_momentum * old + (1 - moving_momentum) * batch statistic.
+    fast : bool, default True
+        True: on the CPU, the same math in gluon_bn's C++ operator. False, and on other devices:
+        the tutorial's formulation, differentiated by autograd.
 
     Returns
     -------
@@ -37,6 +41,10 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
                         ('moving_mean', moving_mean), ('moving_variance', moving_variance)):
         check_array(name, array, (C,), X, 'batch_norm2D')
 
+    if fast and X.context.device_type == 'cpu':
+        ops.load()
+        return ops.batch_norm(X, gamma, beta, moving_mean, moving_variance, is_training, eps,
+                              moving_momentum)
     per_channel = (1, C) if X.ndim == 2 else (1, C, 1, 1)
     if is_training:
         mean, var = batch_moments(X)

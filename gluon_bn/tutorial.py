@@ -4,6 +4,7 @@ The tutorial's `batch_norm2D` keeps gamma, beta and the moving statistics as (C,
 updates the moving statistics in place, so a network written with bare NDArrays keeps them without
 any layer object. Its original reshaped the statistics only for 4D input; here both ranks work.
 """
+import mxnet as mx
 from mxnet import nd
 
 from . import ops
@@ -57,3 +58,57 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
         X_hat = ((X - moving_mean.reshape(per_channel))
                  / nd.sqrt(moving_variance.reshape(per_channel) + eps))
     return gamma.reshape(per_channel) * X_hat + beta.reshape(per_channel)
+
+
+# The tutorial's network, written with bare NDArrays: conv 20@5x5 -> BN -> relu -> maxpool,
+# conv 50@3x3 -> BN -> relu -> maxpool, dense 128 -> relu, dense 10.
+LAYERS = {'conv1': (20, 1, 5, 5), 'conv2': (50, 20, 3, 3), 'dense1': (1250, 128),
+          'dense2': (128, 10)}
+
+
+def init_params(ctx=None, weight_scale=0.01):
+    """The network's parameters and BN statistics, as the tutorial meant them: small random
+    weights, zero biases, gamma ones and beta zeros, moving mean 0 and moving variance 1.
+
+    Returns a dict: weights W1..W4 and biases b1..b4, gamma1/beta1 and gamma2/beta2 (trained),
+    moving_mean1/moving_variance1 and moving_mean2/moving_variance2 (updated in place).
+    """
+    ctx = ctx or mx.cpu()
+    params = {}
+    for i, shape in enumerate(LAYERS.values(), 1):
+        params[f'W{i}'] = nd.random.normal(scale=weight_scale, shape=shape, ctx=ctx)
+        params[f'b{i}'] = nd.zeros(shape[0] if i <= 2 else shape[1], ctx=ctx)
+    for i, channels in ((1, 20), (2, 50)):
+        params[f'gamma{i}'] = nd.ones(channels, ctx=ctx)
+        params[f'beta{i}'] = nd.zeros(channels, ctx=ctx)
+        params[f'moving_mean{i}'] = nd.zeros(channels, ctx=ctx)
+        params[f'moving_variance{i}'] = nd.ones(channels, ctx=ctx)
+    for name in trained(params):
+        params[name].attach_grad()
+    return params
+
+
+def trained(params):
+    """Names of the parameters SGD updates: everything but the moving statistics."""
+    return [name for name in params if not name.startswith('moving')]
+
+
+def net(X, params, is_training=False):
+    """The tutorial's forward pass; in training mode the moving statistics change in place."""
+    p = params
+    h = nd.Convolution(X, p['W1'], p['b1'], kernel=(5, 5), num_filter=20)
+    h = batch_norm2D(h, p['gamma1'], p['beta1'], is_training, p['moving_mean1'],
+                     p['moving_variance1'])
+    h = nd.Pooling(nd.relu(h), pool_type='max', kernel=(2, 2), stride=(2, 2))
+    h = nd.Convolution(h, p['W2'], p['b2'], kernel=(3, 3), num_filter=50)
+    h = batch_norm2D(h, p['gamma2'], p['beta2'], is_training, p['moving_mean2'],
+                     p['moving_variance2'])
+    h = nd.Pooling(nd.relu(h), pool_type='max', kernel=(2, 2), stride=(2, 2))
+    h = nd.relu(nd.dot(nd.flatten(h), p['W3']) + p['b3'])
+    return nd.dot(h, p['W4']) + p['b4']
+
+
+def sgd(params, lr, batch_size):
+    """The update step the tutorial's loop left out: param -= lr * grad / batch_size."""
+    for name in trained(params):
+        params[name][:] = params[name] - lr * params[name].grad / batch_size

@@ -58,7 +58,7 @@ def mxnet_cache_dir():
     return os.path.expanduser(os.path.join(home, 'datasets', 'fashion-mnist'))
 
 
-def _has_all_files(folder):
+def has_all_files(folder):
     return all(os.path.isfile(os.path.join(folder, name))
                for split in FILES.values() for name in split)
 
@@ -70,7 +70,7 @@ def find_data_dir(root=None):
         return os.path.expanduser(root)   # read_idx names any file that is missing
     candidates = [os.environ.get(ENV_VAR), DEBIAN_DIR, mxnet_cache_dir()]
     for folder in filter(None, candidates):
-        if _has_all_files(folder):
+        if has_all_files(folder):
             return folder
     return _download(mxnet_cache_dir(), [c for c in candidates if c])
 

@@ -24,3 +24,11 @@ def try_all_gpus():
     """Every GPU that works, or [cpu(0)] if none does."""
     gpus = [mx.gpu(i) for i in range(mx.context.num_gpus())]
     return [ctx for ctx in gpus if works(ctx)] or [mx.cpu()]
+
+
+def parse_context(text):
+    """'cpu', 'gpu', 'cpu:0', 'gpu:1' -> an MXNet context (for command-line options)."""
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
+        raise ValueError(f"expected cpu, gpu, cpu:N or gpu:N, got {text!r}")
+    return mx.Context(kind, int(index or 0))

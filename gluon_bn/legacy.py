@@ -3,12 +3,11 @@ on purpose; gluon_bn's other modules hold the corrections, named in each docstri
 
 From the book's chapter as readers copy it (d2lzh), and from the older Gluon tutorial.
 """
-import mxnet as mx
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
 from .scratch import batch_norm
-from .tutorial import LAYERS
+from .tutorial import init_params
 
 
 def batch_norm_uncalled_is_training(X, gamma, beta, moving_mean, moving_var, eps, momentum):
@@ -72,17 +71,12 @@ def tutorial_init_params(ctx=None, weight_scale=1):
     in the hundreds and training explodes), gamma and beta drawn at random instead of ones and
     zeros (the BN layer no longer outputs standardized values), and moving variance 0.
     Corrected: gluon_bn.tutorial.init_params."""
-    ctx = ctx or mx.cpu()
-    params = {}
-    for i, shape in enumerate(LAYERS.values(), 1):
-        params[f'W{i}'] = nd.random.normal(scale=weight_scale, shape=shape, ctx=ctx)
-        params[f'b{i}'] = nd.zeros(shape[0] if i <= 2 else shape[1], ctx=ctx)
-    for i, channels in ((1, 20), (2, 50)):
-        params[f'gamma{i}'] = nd.random.normal(scale=weight_scale, shape=channels, ctx=ctx)
-        params[f'beta{i}'] = nd.random.normal(scale=weight_scale, shape=channels, ctx=ctx)
-        params[f'moving_mean{i}'] = nd.zeros(channels, ctx=ctx)
-        params[f'moving_variance{i}'] = nd.zeros(channels, ctx=ctx)
-    for name, value in params.items():
-        if not name.startswith('moving'):
-            value.attach_grad()
+    params = init_params(ctx, weight_scale)
+    for i in (1, 2):   # the mistakes, on top of the corrected initialisation
+        like = params[f'moving_variance{i}']
+        for name in (f'gamma{i}', f'beta{i}'):
+            params[name] = nd.random.normal(scale=weight_scale, shape=like.shape,
+                                            ctx=like.context)
+            params[name].attach_grad()
+        params[f'moving_variance{i}'] = nd.zeros_like(like)
     return params

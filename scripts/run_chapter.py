@@ -19,9 +19,8 @@ import traceback
 
 os.environ.setdefault('MPLBACKEND', 'Agg')   # figures go nowhere: no display here
 
-import mxnet as mx  # noqa: E402
-
 from gluon_bn import compat  # noqa: E402
+from gluon_bn.context import parse_context  # noqa: E402
 
 FENCE = re.compile(r'^```\{\.python \.input[^}]*\}[ \t]*\n(.*?)^```', re.S | re.M)
 EPOCHS_HOOK = '__run_chapter_epochs__'
@@ -92,10 +91,10 @@ def run(cells, epochs=None):
 
 
 def context(text):
-    kind, _, index = text.partition(':')
-    if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
-        raise argparse.ArgumentTypeError(f"expected cpu, gpu, cpu:N or gpu:N, got {text!r}")
-    return mx.Context(kind, int(index or 0))
+    try:
+        return parse_context(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv=None):

@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, init
 
-from gluon_bn.context import try_gpu, works
+from gluon_bn.context import parse_context, try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import train_ch5
@@ -39,11 +39,10 @@ def positive(kind):
 
 
 def context(text):
-    """'cpu', 'gpu', 'cpu:0', 'gpu:1' -> an MXNet context."""
-    kind, _, index = text.partition(':')
-    if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
-        raise argparse.ArgumentTypeError(f"expected cpu, gpu, cpu:N or gpu:N, got {text!r}")
-    return mx.Context(kind, int(index or 0))
+    try:
+        return parse_context(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv):

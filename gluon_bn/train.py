@@ -1,4 +1,5 @@
-"""d2lzh's evaluate_accuracy and train_ch5, with the same signatures and printed lines.
+"""d2lzh's evaluate_accuracy and train_ch5, with the same signatures and printed lines, on one
+device or several.
 
 Unlike d2lzh's, they keep their running sums on the device and read them once per epoch, instead
 of waiting for every batch with asscalar(): MXNet's engine then runs ahead of Python.
@@ -8,48 +9,69 @@ import time
 import mxnet as mx
 from mxnet import autograd, nd
 from mxnet.gluon import loss as gloss
+from mxnet.gluon import utils as gutils
 
 # Wait for the device every so many batches: it bounds the engine's queue (and so the memory it
 # holds) and lets a progress bar show work done rather than work queued.
 SYNC_EVERY = 50
 
 
+def devices(ctx):
+    """ctx as a list: one context, or several (data parallelism)."""
+    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+
+
+def split(batch, ctxs):
+    """The batch cut into one slice per device (fewer devices if the batch is smaller)."""
+    return gutils.split_and_load(batch, ctxs[:batch.shape[0]], even_split=False)
+
+
 def evaluate_accuracy(data_iter, net, ctx=mx.cpu()):
-    """Fraction of the samples in data_iter that net classifies correctly."""
-    correct, n = nd.zeros(1, ctx=ctx, dtype='float64'), 0
+    """Fraction of the samples in data_iter that net classifies correctly, on one device or
+    several (ctx a list: each batch is split between them)."""
+    ctxs = devices(ctx)
+    correct, n = nd.zeros(1, ctx=ctxs[0], dtype='float64'), 0
     for X, y in data_iter:
-        X, y = X.as_in_context(ctx), y.as_in_context(ctx).astype('float32')
-        correct += (net(X).argmax(axis=1) == y).sum().astype('float64')
+        for X_part, y_part in zip(split(X, ctxs), split(y, ctxs)):
+            hits = (net(X_part).argmax(axis=1) == y_part.astype('float32')).sum()
+            correct += hits.astype('float64').as_in_context(ctxs[0])
         n += y.size
     return correct.asscalar() / n
 
 
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None):
-    """Train and evaluate a model on one device, printing d2lzh's lines.
+    """Train and evaluate a model, printing d2lzh's lines.
 
-    Parameters are d2lzh's; `progress`, if given, is called as progress(epoch, batches_done,
+    Parameters are d2lzh's. `ctx` may also be a list of contexts: each batch is then split
+    between them with gluon.utils.split_and_load, each device computes its part, and the
+    Trainer adds up the gradients (batch norm layers keep per-device statistics, as
+    nn.BatchNorm does). `progress`, if given, is called as progress(epoch, batches_done,
     batches_total) every SYNC_EVERY batches and at the end of each epoch.
 
     Returns the history: one dict per epoch with loss, train_acc, test_acc and seconds.
     """
     print('training on', ctx)
+    ctxs = devices(ctx)
     loss = gloss.SoftmaxCrossEntropyLoss()
     history = []
     for epoch in range(num_epochs):
         start = time.time()
         # float64 sums of the float32 per-batch values, as d2lzh's Python floats are
-        loss_sum = nd.zeros(1, ctx=ctx, dtype='float64')
-        correct = nd.zeros(1, ctx=ctx, dtype='float64')
+        loss_sum = nd.zeros(1, ctx=ctxs[0], dtype='float64')
+        correct = nd.zeros(1, ctx=ctxs[0], dtype='float64')
         n = 0
         for i, (X, y) in enumerate(train_iter, 1):
-            X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+            Xs, ys = split(X, ctxs), split(y, ctxs)
             with autograd.record():
-                y_hat = net(X)
-                l = loss(y_hat, y).sum()
-            l.backward()
+                y_hats = [net(X_part) for X_part in Xs]
+                ls = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
+            for l in ls:
+                l.backward()
             trainer.step(batch_size)
-            loss_sum += l.astype('float64')
-            correct += (y_hat.argmax(axis=1) == y.astype('float32')).sum().astype('float64')
+            for l, y_hat, y_part in zip(ls, y_hats, ys):
+                loss_sum += l.astype('float64').as_in_context(ctxs[0])
+                hits = (y_hat.argmax(axis=1) == y_part.astype('float32')).sum()
+                correct += hits.astype('float64').as_in_context(ctxs[0])
             n += y.size
             if i % SYNC_EVERY == 0:
                 loss_sum.wait_to_read()

@@ -38,11 +38,17 @@ def positive(kind):
     return parse
 
 
-def context(text):
+def contexts(text):
+    """'cpu', 'gpu:1', 'cpu:0,cpu:1' -> a list of MXNet contexts."""
     try:
-        return parse_context(text)
+        return [parse_context(part) for part in text.split(',')]
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def gpus(text):
+    """'0,1' -> [gpu(0), gpu(1)]."""
+    return contexts(','.join(f'gpu:{index}' for index in text.split(',')))
 
 
 def parse_args(argv):
@@ -53,8 +59,12 @@ def parse_args(argv):
     p.add_argument('--epochs', type=positive(int), default=5)
     p.add_argument('--lr', type=positive(float), default=1.0)
     p.add_argument('--batch-size', type=positive(int), default=256)
-    p.add_argument('--ctx', type=context, default=None,
-                   help='cpu, gpu, cpu:N or gpu:N (default: gpu(0) if one works, else cpu)')
+    devices = p.add_mutually_exclusive_group()
+    devices.add_argument('--ctx', type=contexts, default=None,
+                         help='cpu, gpu, cpu:N or gpu:N, or several separated by commas for '
+                              'data parallelism (default: gpu(0) if one works, else cpu)')
+    devices.add_argument('--gpus', type=gpus, default=None, metavar='0,1',
+                         help='train on these GPUs, splitting each batch between them')
     p.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files (default: '
                                       '$FASHION_MNIST_DIR, then Debian\'s, then MXNet\'s cache)')
     p.add_argument('--train-size', type=positive(int), default=None,
@@ -109,10 +119,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.seed is not None:
         seed_everything(args.seed)
-    ctx = args.ctx or try_gpu()
-    if not works(ctx):
-        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {ctx} is not available "
-                 f"(no such device, or this MXNet build has no GPU support)")
+    ctxs = args.gpus or args.ctx or [try_gpu()]
+    for ctx in ctxs:
+        if not works(ctx):
+            sys.exit(f"{os.path.basename(sys.argv[0])}: error: {ctx} is not available "
+                     f"(no such device, or this MXNet build has no GPU support)")
+    ctx = ctxs[0] if len(ctxs) == 1 else ctxs
     try:
         train_images, train_labels = load_fashion_mnist(True, args.data_dir)
         test_images, test_labels = load_fashion_mnist(False, args.data_dir)
@@ -120,11 +132,11 @@ def main(argv=None):
         sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")
     if args.train_size:
         train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
-    train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctx)
-    test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctx)
+    train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctxs[0])
+    test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctxs[0])
 
     net = lenet_bn(args.bn)
-    net.initialize(ctx=ctx, init=init.Xavier())
+    net.initialize(ctx=ctxs, init=init.Xavier())
     net.hybridize()   # hybridizes every layer that can be
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr})
     show_progress = args.progress and sys.stderr.isatty()

@@ -23,6 +23,9 @@ def cli(*args):
     (['--bn', 'batch'], ['--bn', "invalid choice: 'batch'"]),
     (['--ctx', 'tpu'], ['--ctx', "'tpu'"]),
     (['--ctx', 'gpu:7'], ['gpu(7) is not available']),
+    (['--ctx', 'cpu:0,tpu'], ['--ctx', "'tpu'"]),
+    (['--gpus', '0,1'], ['gpu(0) is not available']),
+    (['--gpus', '0', '--ctx', 'cpu'], ['not allowed with argument']),
     (['--frobnicate'], ['unrecognized arguments: --frobnicate']),
     (['--out', '/no/such/folder/metrics.json'], ['--out', '/no/such/folder']),
     (['--data-dir', '/no/such/folder'], ['train-images-idx3-ubyte.gz: no such file',
@@ -35,6 +38,15 @@ def test_bad_flags_and_missing_data_end_in_one_line(args, words):
     assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr
     for word in words:
         assert word in lines[0]
+
+
+@real_data
+def test_training_on_two_devices(tmp_path):
+    result = cli('--ctx', 'cpu:0,cpu:1', '--train-size', '512', '--epochs', '1', '--seed', '1')
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == 'training on [cpu(0), cpu(1)]'
+    assert lines[-1].startswith('done: bn=scratch, 1 epochs on [cpu(0), cpu(1)]')
 
 
 @real_data

@@ -65,6 +65,9 @@ def parse_args(argv):
                               'data parallelism (default: gpu(0) if one works, else cpu)')
     devices.add_argument('--gpus', type=gpus, default=None, metavar='0,1',
                          help='train on these GPUs, splitting each batch between them')
+    p.add_argument('--kvstore', choices=['dist_sync', 'dist_device_sync', 'dist_async'],
+                   help="train as one worker of MXNet's distributed KVStore, on its own shard "
+                        "of the data (start the workers with scripts/launch_dist.py)")
     p.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files (default: '
                                       '$FASHION_MNIST_DIR, then Debian\'s, then MXNet\'s cache)')
     p.add_argument('--train-size', type=positive(int), default=None,
@@ -132,27 +135,36 @@ def main(argv=None):
         sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")
     if args.train_size:
         train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
+    kvstore, rank, workers = 'device', 0, 1
+    if args.kvstore:   # every worker trains on its own shard; the servers add up the gradients
+        kvstore = mx.kv.create(args.kvstore)
+        rank, workers = kvstore.rank, kvstore.num_workers
+        train_images = train_images[rank::kvstore.num_workers]
+        train_labels = train_labels[rank::kvstore.num_workers]
     train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctxs[0])
     test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctxs[0])
 
     net = lenet_bn(args.bn)
     net.initialize(ctx=ctxs, init=init.Xavier())
     net.hybridize()   # hybridizes every layer that can be
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr})
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr},
+                            kvstore=kvstore)
     show_progress = args.progress and sys.stderr.isatty()
     start = time.time()
-    history = train_ch5(net, train_iter, test_iter, args.batch_size, trainer, ctx, args.epochs,
+    # The gradients of all workers' batches are added up, so a step covers all of them.
+    history = train_ch5(net, train_iter, test_iter, args.batch_size * workers, trainer, ctx,
+                        args.epochs,
                         progress=progress_bar if show_progress else None)
     seconds = time.time() - start
 
-    if args.out:
+    if args.out and rank == 0:
         settings = {k: getattr(args, k) for k in ('bn', 'epochs', 'lr', 'batch_size', 'seed',
                                                   'train_size')}
         metrics = [{k: r[k] for k in ('epoch', 'loss', 'train_acc', 'test_acc')} for r in history]
         with open(args.out, 'w') as f:
             json.dump({'settings': settings, 'epochs': metrics}, f, indent=2)
             f.write('\n')
-    if args.plot:
+    if args.plot and rank == 0:
         plot(history, args.plot)
     best = max(history, key=lambda r: r['test_acc'])
     print(f"done: bn={args.bn}, {args.epochs} epochs on {ctx}, test acc "

@@ -1,0 +1,80 @@
+"""scripts/launch_dist.py: a dist_sync KVStore on loopback, 1 scheduler, 1 server, 2 workers."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAUNCHER = os.path.join(HERE, os.pardir, 'scripts', 'launch_dist.py')
+
+
+def launch(worker_command, marker):
+    env = dict(os.environ, GLUON_BN_TEST_MARKER=marker,
+               PYTHONPATH=os.pathsep.join([os.path.join(HERE, os.pardir),
+                                           os.environ.get('PYTHONPATH', '')]))
+    return subprocess.Popen([sys.executable, LAUNCHER, '--workers', '2', '--servers', '1', '--',
+                             *worker_command], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def processes_with(marker):
+    """Processes on this machine whose environment carries the marker."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_workers_hold_identical_parameters_after_every_step():
+    marker = uuid.uuid4().hex
+    launcher = launch([sys.executable, os.path.join(HERE, 'dist_worker.py')], marker)
+    out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    digests = {}
+    for rank, step, digest in re.findall(r'rank (\d) step (\d) ([0-9a-f]{64})', out):
+        digests.setdefault(int(step), {})[int(rank)] = digest
+    assert sorted(digests) == [0, 1, 2]
+    for step, by_rank in digests.items():
+        assert sorted(by_rank) == [0, 1] and by_rank[0] == by_rank[1], step
+    assert digests[0][0] != digests[2][0]   # and they trained
+    assert processes_with(marker) == []
+
+
+def test_ctrl_c_stops_every_process():
+    marker = uuid.uuid4().hex
+    sleeper = [sys.executable, '-c',
+               "import time, mxnet as mx; kv = mx.kv.create('dist_sync'); time.sleep(300)"]
+    launcher = launch(sleeper, marker)
+    deadline = time.time() + 60
+    while len(processes_with(marker)) < 5 and time.time() < deadline:   # launcher + 4
+        time.sleep(0.2)
+    assert len(processes_with(marker)) == 5
+    launcher.send_signal(signal.SIGINT)
+    launcher.communicate(timeout=60)
+    assert launcher.returncode == 130
+    assert processes_with(marker) == []
+
+
+@pytest.mark.skipif(not os.path.isfile('/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'),
+                    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+def test_the_training_cli_runs_as_two_workers(tmp_path):
+    marker = uuid.uuid4().hex
+    cli = os.path.join(HERE, os.pardir, 'scripts', 'train_lenet_bn.py')
+    launcher = launch([sys.executable, cli, '--kvstore', 'dist_sync', '--bn', 'hybrid',
+                       '--train-size', '1024', '--epochs', '1', '--ctx', 'cpu',
+                       '--out', str(tmp_path / 'metrics.json')], marker)
+    out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    assert out.count('done: bn=hybrid, 1 epochs') == 2
+    assert (tmp_path / 'metrics.json').exists()   # written once, by rank 0
+    assert processes_with(marker) == []

@@ -136,9 +136,12 @@ def load_fashion_mnist(train=True, root=None):
     folder = find_data_dir(root)
     split = 'train' if train else 'test'
     # Keyed on the files' sizes and times, so a replaced file is read again.
-    stamp = tuple(os.stat(os.path.join(folder, name)).st_mtime_ns
-                  if os.path.exists(os.path.join(folder, name)) else None
-                  for name in FILES[split])
+    stamp = []
+    for name in FILES[split]:
+        path = os.path.join(folder, name)
+        stamp.append((os.stat(path).st_size, os.stat(path).st_mtime_ns)
+                     if os.path.exists(path) else None)
+    stamp = tuple(stamp)
     return _load_split(folder, split, stamp)
 
 

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 
 import mxnet as mx
-from mxnet import autograd, nd
+from mxnet import nd
 
 OP_NAME = 'gluon_bn_batch_norm'
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc', 'batch_norm.cc')

@@ -24,15 +24,6 @@ import gluon_bn
 from gluon_bn import tutorial
 
 
-def evaluate_accuracy(data_iter, params):
-    correct, n = nd.zeros(1, dtype='float64'), 0
-    for X, y in data_iter:
-        out = tutorial.net(X, params, is_training=False)
-        correct += (out.argmax(axis=1) == y.astype('float32')).sum().astype('float64')
-        n += y.size
-    return correct.asscalar() / n
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--epochs', type=int, default=5)
@@ -57,7 +48,7 @@ def main():
             train_loss += nd.mean(L).astype('float64')
             train_acc += nd.mean(output.argmax(axis=1) == label.astype('float32')).astype('float64')
         n = len(train_data)
-        test_acc = evaluate_accuracy(test_data, params)
+        test_acc = gluon_bn.evaluate_accuracy(test_data, lambda X: tutorial.net(X, params), ctx)
         print("Epoch %d. Loss: %g, Train acc %g, Test acc %g, Time %g sec" % (
             epoch, train_loss.asscalar() / n, train_acc.asscalar() / n, test_acc,
             time.time() - start))

@@ -275,3 +275,69 @@ def term_magnitudes(case, truth, dtype=ACC):
         running_var=float(np.max(truth['running_var']) + np.max(x.astype(dtype) ** 2)),
         y_predict=y_terms(case.x_predict, truth['running_mean'], truth['running_var']),
         y_predict_one=y_terms(case.x_predict_one, truth['running_mean'], truth['running_var']))
+
+
+# ---- Several devices: one case's batches split between them --------------------------------
+
+def run_split(make_layer, case, ctxs, drive):
+    """Train a synchronized layer on `case`'s batches split between `ctxs`, then predict on the
+    first device. Returns FIELDS as for `run`, where y and dx are the devices' parts put back
+    together, dgamma and dbeta are summed over the devices (what the Trainer applies), and the
+    running statistics and predictions are the first device's; plus 'per_device': every
+    device's running statistics, which must all be equal.
+
+    drive: 'joint' runs the devices' forward passes in threads (gluon_bn.run_on_devices) and
+    one backward for all of them, as gluon_bn.SyncBatchNorm requires; 'per-thread' gives each
+    device a thread for its forward and its backward, as contrib's SyncBatchNorm needs on cpu(i).
+    """
+    import threading
+    from mxnet import gluon
+    from .sync import run_on_devices
+
+    layer = make_layer(case)
+    layer.initialize(ctx=ctxs)
+    layer.cast(case.dtype)
+    layer.gamma.set_data(nd.array(case.gamma, dtype=case.dtype))
+    layer.beta.set_data(nd.array(case.beta, dtype=case.dtype))
+
+    def parts(array):
+        return gluon.utils.split_and_load(nd.array(array, dtype=case.dtype), ctxs,
+                                          even_split=False)
+
+    for x, dy in zip(case.batches, case.head_grads):
+        Xs, dYs = parts(x), parts(dy)
+        for X in Xs:
+            X.attach_grad()
+        if drive == 'joint':
+            with autograd.record():
+                Ys = run_on_devices(layer, Xs)
+            autograd.backward(Ys, dYs)
+        else:
+            Ys = [None] * len(ctxs)
+
+            def step(i):
+                with autograd.record():
+                    Ys[i] = layer(Xs[i])
+                Ys[i].backward(dYs[i])
+                Xs[i].grad.wait_to_read()
+
+            threads = [threading.Thread(target=step, args=(i,)) for i in range(len(ctxs))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    def total(param):
+        return sum(param.grad(ctx).asnumpy().astype(ACC) for ctx in ctxs)
+
+    def first(array):
+        return layer(nd.array(array, dtype=case.dtype, ctx=ctxs[0])).asnumpy()
+
+    return dict(y=np.concatenate([Y.asnumpy() for Y in Ys]),
+                dx=np.concatenate([X.grad.asnumpy() for X in Xs]),
+                dgamma=total(layer.gamma), dbeta=total(layer.beta),
+                running_mean=layer.running_mean.data(ctxs[0]).asnumpy(),
+                running_var=layer.running_var.data(ctxs[0]).asnumpy(),
+                y_predict=first(case.x_predict), y_predict_one=first(case.x_predict_one),
+                per_device=[(layer.running_mean.data(ctx).asnumpy(),
+                             layer.running_var.data(ctx).asnumpy()) for ctx in ctxs])

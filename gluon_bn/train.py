@@ -11,6 +11,8 @@ from mxnet import autograd, nd
 from mxnet.gluon import loss as gloss
 from mxnet.gluon import utils as gutils
 
+from .sync import run_on_devices, sync_layers
+
 # Wait for the device every so many batches: it bounds the engine's queue (and so the memory it
 # holds) and lets a progress bar show work done rather than work queued.
 SYNC_EVERY = 50
@@ -39,20 +41,38 @@ def evaluate_accuracy(data_iter, net, ctx=mx.cpu()):
     return correct.asscalar() / n
 
 
+def check_sync_layers(net, ctxs):
+    """Whether net synchronizes batch norm across ctxs; its layers must expect that many."""
+    layers = [layer for layer in sync_layers(net) if layer.num_devices > 1]
+    for layer in layers:
+        if layer.num_devices != len(ctxs):
+            raise ValueError(f"{layer.name} synchronizes {layer.num_devices} devices, but the "
+                             f"network trains on {len(ctxs)}: {ctxs}")
+    return bool(layers)
+
+
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None):
     """Train and evaluate a model, printing d2lzh's lines.
 
     Parameters are d2lzh's. `ctx` may also be a list of contexts: each batch is then split
     between them with gluon.utils.split_and_load, each device computes its part, and the
-    Trainer adds up the gradients (batch norm layers keep per-device statistics, as
-    nn.BatchNorm does). `progress`, if given, is called as progress(epoch, batches_done,
+    Trainer adds up the gradients. Batch norm layers keep per-device statistics, as
+    nn.BatchNorm does, unless they are SyncBatchNorm layers: then each device runs its forward
+    pass in a thread of its own (gluon_bn.run_on_devices) and they share the whole batch's
+    statistics. `progress`, if given, is called as progress(epoch, batches_done,
     batches_total) every SYNC_EVERY batches and at the end of each epoch.
 
     Returns the history: one dict per epoch with loss, train_acc, test_acc and seconds.
     """
     print('training on', ctx)
     ctxs = devices(ctx)
+    threaded = check_sync_layers(net, ctxs)
     loss = gloss.SoftmaxCrossEntropyLoss()
+
+    def forward(X_part, y_part):
+        y_hat = net(X_part)
+        return y_hat, loss(y_hat, y_part).sum()
+
     history = []
     for epoch in range(num_epochs):
         start = time.time()
@@ -62,11 +82,21 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
         n = 0
         for i, (X, y) in enumerate(train_iter, 1):
             Xs, ys = split(X, ctxs), split(y, ctxs)
+            if threaded and len(Xs) < len(ctxs):
+                raise ValueError(f"train_ch5: a batch of {X.shape[0]} samples cannot be split "
+                                 f"between {len(ctxs)} devices that synchronize batch norm")
+            if threaded and epoch == 0 and i == 1:
+                # Gluon's deferred initialization is not thread-safe: finish it on one device
+                # first. In prediction mode no statistics change.
+                net(Xs[0])
             with autograd.record():
-                y_hats = [net(X_part) for X_part in Xs]
-                ls = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, ys)]
-            for l in ls:
-                l.backward()
+                if threaded:
+                    outs = run_on_devices(forward, Xs, ys)
+                else:
+                    outs = [forward(X_part, y_part) for X_part, y_part in zip(Xs, ys)]
+            y_hats, ls = [out[0] for out in outs], [out[1] for out in outs]
+            # One backward for all devices: with SyncBatchNorm their graphs are joined.
+            autograd.backward(ls)
             trainer.step(batch_size)
             for l, y_hat, y_part in zip(ls, y_hats, ys):
                 loss_sum += l.astype('float64').as_in_context(ctxs[0])

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import sys
+import warnings
 import time
 
 import mxnet as mx
@@ -55,7 +56,8 @@ def parse_args(argv):
     p = Parser(description="Train the batch-norm chapter's LeNet on Fashion-MNIST.")
     p.add_argument('--bn', choices=BN_CHOICES, default='scratch',
                    help="batch norm: the book's from-scratch BatchNorm (default), nn.BatchNorm, "
-                        "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), or none")
+                        "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), "
+                        "SyncBatchNorm (statistics over the batch of all --ctx devices), or none")
     p.add_argument('--epochs', type=positive(int), default=5)
     p.add_argument('--lr', type=positive(float), default=1.0)
     p.add_argument('--batch-size', type=positive(int), default=256)
@@ -144,9 +146,13 @@ def main(argv=None):
     train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctxs[0])
     test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctxs[0])
 
-    net = lenet_bn(args.bn)
+    net = lenet_bn(args.bn, num_devices=len(ctxs))
     net.initialize(ctx=ctxs, init=init.Xavier())
-    net.hybridize()   # hybridizes every layer that can be
+    with warnings.catch_warnings():
+        # nn.Sequential of HybridBlocks (--bn sync) suggests HybridSequential, which a
+        # SyncBatchNorm over several devices cannot be part of.
+        warnings.filterwarnings('ignore', message='All children of this Sequential')
+        net.hybridize()   # hybridizes every layer that can be
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr},
                             kvstore=kvstore)
     show_progress = args.progress and sys.stderr.isatty()

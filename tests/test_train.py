@@ -66,7 +66,7 @@ def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
     layers = lambda net: [type(layer).__name__ for layer in net]
     affine = ['Conv2D', 'Conv2D', 'Dense', 'Dense']
     for bn, bn_type in (('scratch', 'BatchNorm'), ('gluon', 'BatchNorm'),
-                        ('hybrid', 'HybridBatchNorm')):
+                        ('hybrid', 'HybridBatchNorm'), ('sync', 'SyncBatchNorm')):
         names = layers(lenet_bn(bn))
         assert [names[i] for i, n in enumerate(names) if n in ('Conv2D', 'Dense')][:4] == affine
         for i, name in enumerate(names[:-1]):
@@ -75,12 +75,13 @@ def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
     assert isinstance(lenet_bn('scratch')[1], gluon_bn.BatchNorm)
     assert isinstance(lenet_bn('gluon')[1], nn.BatchNorm)
     assert isinstance(lenet_bn('hybrid')[1], gluon_bn.HybridBatchNorm)
+    assert lenet_bn('sync', num_devices=2)[1].num_devices == 2
     assert not any('BatchNorm' in name for name in layers(lenet_bn('none')))
-    for bn in ('scratch', 'gluon', 'hybrid', 'none'):
+    for bn in ('scratch', 'gluon', 'hybrid', 'sync', 'none'):
         net = lenet_bn(bn)
         net.initialize()
         assert net(nd.zeros((2, 1, 28, 28))).shape == (2, 10)
-    with pytest.raises(ValueError, match="one of scratch, gluon, hybrid, none; got 'batch'"):
+    with pytest.raises(ValueError, match="one of scratch, gluon, hybrid, sync, none; got 'batch'"):
         lenet_bn('batch')
 
 

@@ -18,9 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "mxnet/lib_api.h"
+#include "common.h"
 
 using namespace mxnet::ext;
+using namespace gluon_bn;
 
 namespace {
 
@@ -33,7 +34,6 @@ struct Attrs {
   bool fix_gamma = false, use_global_stats = false;
 
   explicit Attrs(const std::unordered_map<std::string, std::string>& a) {
-    auto flag = [](const std::string& v) { return v == "True" || v == "true" || v == "1"; };
     if (a.count("axis")) axis = std::stoi(a.at("axis"));
     if (a.count("eps")) eps = std::stod(a.at("eps"));
     if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
@@ -41,34 +41,6 @@ struct Attrs {
     if (a.count("use_global_stats")) use_global_stats = flag(a.at("use_global_stats"));
   }
 };
-
-// x viewed as (pre, C, post): the channel axis in the middle.
-struct Layout {
-  int64_t pre = 1, C = 1, post = 1;
-  Layout(const std::vector<int64_t>& shape, int axis) {
-    int nd = static_cast<int>(shape.size());
-    axis = (axis % nd + nd) % nd;
-    for (int i = 0; i < axis; ++i) pre *= shape[i];
-    C = shape[axis];
-    for (int i = axis + 1; i < nd; ++i) post *= shape[i];
-  }
-  int64_t per_channel() const { return pre * post; }
-};
-
-// Sums run in a wider type, so they are exact to the precision of the result.
-template <typename T> struct Wider;
-template <> struct Wider<float> { using type = double; };
-template <> struct Wider<double> { using type = long double; };
-
-// Calls f(c, begin, end) for every contiguous run of channel c's values.
-template <typename F>
-void for_channel_runs(const Layout& l, F f) {
-  for (int64_t p = 0; p < l.pre; ++p)
-    for (int64_t c = 0; c < l.C; ++c) {
-      int64_t begin = (p * l.C + c) * l.post;
-      f(c, begin, begin + l.post);
-    }
-}
 
 // Batch statistics when training, unless told to use the running ones.
 bool batch_statistics(MXTensor& training, const Attrs& attrs) {
@@ -227,29 +199,8 @@ MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& at
   const int nd = static_cast<int>(data.size());
   const int axis = (Attrs(attrs).axis % nd + nd) % nd;
   const std::vector<unsigned int> channels = {data[axis]};
-  // MXNet marks a shape it does not know yet (deferred initialization) by -1 or 0 dimensions.
-  auto known = [](const std::vector<unsigned int>& s) {
-    for (unsigned int d : s)
-      if (d == 0 || d == static_cast<unsigned int>(-1)) return false;
-    return !s.empty();
-  };
-  // gamma, beta and the running statistics hold one value per channel, in any shape: (C,) as
-  // nn.BatchNorm keeps them, (1, C) or (1, C, 1, 1) as the book does.
-  for (int i = kGamma; i <= kRunningVar; ++i) {
-    std::vector<unsigned int>& s = (*in_shapes)[i];
-    if (!known(s)) {
-      s = channels;
-      continue;
-    }
-    uint64_t size = 1;
-    for (unsigned int d : s) size *= d;
-    if (size != channels[0]) {
-      MX_ERROR_MSG << "gluon_bn_batch_norm: gamma, beta and the running statistics need one "
-                   << "value per channel (" << channels[0] << "), input " << i << " has "
-                   << size;
-      return MX_FAIL;
-    }
-  }
+  for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
+    if (!per_channel("gluon_bn_batch_norm", i, channels[0], &(*in_shapes)[i])) return MX_FAIL;
   (*in_shapes)[kTraining] = {1};
   (*out_shapes)[kOut] = data;
   (*out_shapes)[kMean] = channels;

@@ -1,0 +1,386 @@
+// A batch norm whose statistics come from several devices (SyncBatchNorm), in three operators:
+//
+// gluon_bn_moments: data -> (3, C) float64, rows count, mean and M2 (the sum of squared
+//   deviations from the mean) per channel, two passes summed in a wider type.
+//   Backward: x gets d_mean / count + 2 * d_M2 * (x - mean).
+// gluon_bn_combine: the moments of every device (copied to this one) -> (2, C) float64, rows
+//   mean and biased variance of the whole batch: Chan et al.'s combination in long double,
+//   M2 = sum M2_i + sum n_i (mean_i - mean)^2, over the devices in a fixed order, so every
+//   device gets the same bits. Backward: device i's moments get
+//   d mean_i = n_i / n * (d_mean + 2 (mean_i - mean) d_var) and d M2_i = d_var / n.
+// gluon_bn_normalize: data, gamma, beta, stats, running_mean (mutable), running_var (mutable)
+//   -> y = gamma * (x - mean) / sqrt(var + eps) + beta; the running statistics are updated in
+//   place. Backward: dx = gamma / std * dy, and this device's share of the gradients of mean
+//   and variance, which MXNet's autograd carries back through gluon_bn_combine and the copies
+//   to every device's gluon_bn_moments: the whole-batch closed form, assembled from its parts.
+// Attributes: axis (moments, normalize); eps, momentum, fix_gamma (normalize); num_devices
+// (combine).
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+using namespace mxnet::ext;
+using namespace gluon_bn;
+
+namespace {
+
+using AttrMap = std::unordered_map<std::string, std::string>;
+
+int axis_of(const AttrMap& a) { return a.count("axis") ? std::stoi(a.at("axis")) : 1; }
+
+unsigned int channels_of(const AttrMap& a, const std::vector<unsigned int>& data) {
+  const int nd = static_cast<int>(data.size());
+  return data[(axis_of(a) % nd + nd) % nd];
+}
+
+void zero(MXTensor* t) { std::memset(t->data_ptr, 0, t->size() * (t->dtype == kFloat64 ? 8 : 4)); }
+
+MXReturnValue data_type(const char* op, int dtype) {
+  if (dtype == kFloat32 || dtype == kFloat64) return MX_SUCCESS;
+  MX_ERROR_MSG << op << " supports float32 and float64 data, got dtype " << dtype;
+  return MX_FAIL;
+}
+
+// ---- gluon_bn_moments ----------------------------------------------------------------------
+
+template <typename T>
+MXReturnValue moments_forward(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                              std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  MXTensor& data = (*inputs)[0];
+  Layout l(data.shape, axis_of(attrs));
+  const T* x = data.data<T>();
+  double* count = (*outputs)[0].data<double>();
+  double* mean = count + l.C;
+  double* m2 = mean + l.C;
+  std::vector<Acc> sum(l.C, 0), sq(l.C, 0), mu(l.C);
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    Acc s = 0;
+    for (int64_t i = b; i < e; ++i) s += x[i];
+    sum[c] += s;
+  });
+  const Acc n = static_cast<Acc>(l.per_channel());
+  for (int64_t c = 0; c < l.C; ++c) mu[c] = sum[c] / n;
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    Acc s = 0;
+    for (int64_t i = b; i < e; ++i) { Acc d = x[i] - mu[c]; s += d * d; }
+    sq[c] += s;
+  });
+  for (int64_t c = 0; c < l.C; ++c) {
+    count[c] = static_cast<double>(n);
+    mean[c] = static_cast<double>(mu[c]);
+    m2[c] = static_cast<double>(sq[c]);
+  }
+  return MX_SUCCESS;
+}
+
+// Backward inputs: d moments; data; moments. Output: d data.
+template <typename T>
+MXReturnValue moments_backward(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                               std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  std::vector<MXTensor>& in = *inputs;
+  Layout l(in[1].shape, axis_of(attrs));
+  const double* d_mean = in[0].data<double>() + l.C;
+  const double* d_m2 = d_mean + l.C;
+  const T* x = in[1].data<T>();
+  const double* mean = in[2].data<double>() + l.C;
+  T* dx = (*outputs)[0].data<T>();
+  const Acc n = static_cast<Acc>(l.per_channel());
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc shift = d_mean[c] / n, slope = 2 * static_cast<Acc>(d_m2[c]), mu = mean[c];
+    for (int64_t i = b; i < e; ++i) dx[i] = static_cast<T>(shift + slope * (x[i] - mu));
+  });
+  return MX_SUCCESS;
+}
+
+MXReturnValue moments_fwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                          std::vector<MXTensor>* outputs, const OpResource&) {
+  if ((*inputs)[0].dtype == kFloat64) return moments_forward<double>(attrs, inputs, outputs);
+  return moments_forward<float>(attrs, inputs, outputs);
+}
+
+MXReturnValue moments_bwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                          std::vector<MXTensor>* outputs, const OpResource&) {
+  if ((*inputs)[1].dtype == kFloat64) return moments_backward<double>(attrs, inputs, outputs);
+  return moments_backward<float>(attrs, inputs, outputs);
+}
+
+MXReturnValue moments_parse(const AttrMap&, int* num_inputs, int* num_outputs) {
+  *num_inputs = 1;
+  *num_outputs = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue moments_type(const AttrMap&, std::vector<int>* in_types,
+                           std::vector<int>* out_types) {
+  (*out_types)[0] = kFloat64;
+  return data_type("gluon_bn_moments", (*in_types)[0]);
+}
+
+MXReturnValue moments_shape(const AttrMap& attrs, std::vector<std::vector<unsigned int>>* in_shapes,
+                            std::vector<std::vector<unsigned int>>* out_shapes) {
+  (*out_shapes)[0] = {3, channels_of(attrs, (*in_shapes)[0])};
+  return MX_SUCCESS;
+}
+
+// ---- gluon_bn_combine ----------------------------------------------------------------------
+
+int num_devices_of(const AttrMap& a) {
+  return a.count("num_devices") ? std::stoi(a.at("num_devices")) : 1;
+}
+
+// Whole-batch count, mean and M2 from each device's moments, in long double.
+struct Totals {
+  std::vector<long double> count, mean, m2;
+};
+
+Totals combine_moments(const std::vector<const double*>& moments, int64_t C) {
+  Totals t{std::vector<long double>(C, 0), std::vector<long double>(C, 0),
+           std::vector<long double>(C, 0)};
+  for (const double* m : moments)
+    for (int64_t c = 0; c < C; ++c) {
+      t.count[c] += m[c];
+      t.mean[c] += static_cast<long double>(m[c]) * m[C + c];
+    }
+  for (int64_t c = 0; c < C; ++c) t.mean[c] /= t.count[c];
+  for (const double* m : moments)
+    for (int64_t c = 0; c < C; ++c) {
+      const long double d = m[C + c] - t.mean[c];
+      t.m2[c] += m[2 * C + c] + m[c] * d * d;
+    }
+  return t;
+}
+
+std::vector<const double*> moments_of(std::vector<MXTensor>& tensors, int first, int count) {
+  std::vector<const double*> out;
+  for (int i = first; i < first + count; ++i) out.push_back(tensors[i].data<double>());
+  return out;
+}
+
+MXReturnValue combine_fwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                          std::vector<MXTensor>* outputs, const OpResource&) {
+  const int n = num_devices_of(attrs);
+  const int64_t C = (*inputs)[0].shape[1];
+  const Totals t = combine_moments(moments_of(*inputs, 0, n), C);
+  double* stats = (*outputs)[0].data<double>();
+  for (int64_t c = 0; c < C; ++c) {
+    stats[c] = static_cast<double>(t.mean[c]);
+    stats[C + c] = static_cast<double>(t.m2[c] / t.count[c]);
+  }
+  return MX_SUCCESS;
+}
+
+// Backward inputs: d stats; the n moments; stats. Outputs: the n moments' gradients.
+MXReturnValue combine_bwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                          std::vector<MXTensor>* outputs, const OpResource&) {
+  const int n = num_devices_of(attrs);
+  const int64_t C = (*inputs)[1].shape[1];
+  const double* d_mean = (*inputs)[0].data<double>();
+  const double* d_var = d_mean + C;
+  const std::vector<const double*> moments = moments_of(*inputs, 1, n);
+  const Totals t = combine_moments(moments, C);
+  for (int i = 0; i < n; ++i) {
+    const double* m = moments[i];
+    double* d = (*outputs)[i].data<double>();
+    for (int64_t c = 0; c < C; ++c) {
+      const long double share = m[c] / t.count[c];
+      d[c] = 0;
+      d[C + c] = static_cast<double>(share * (d_mean[c] + 2 * (m[C + c] - t.mean[c]) * d_var[c]));
+      d[2 * C + c] = static_cast<double>(d_var[c] / t.count[c]);
+    }
+  }
+  return MX_SUCCESS;
+}
+
+MXReturnValue combine_parse(const AttrMap& attrs, int* num_inputs, int* num_outputs) {
+  *num_inputs = num_devices_of(attrs);
+  *num_outputs = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue combine_type(const AttrMap&, std::vector<int>* in_types,
+                           std::vector<int>* out_types) {
+  for (int& t : *in_types) t = kFloat64;
+  (*out_types)[0] = kFloat64;
+  return MX_SUCCESS;
+}
+
+MXReturnValue combine_shape(const AttrMap&, std::vector<std::vector<unsigned int>>* in_shapes,
+                            std::vector<std::vector<unsigned int>>* out_shapes) {
+  const std::vector<unsigned int>& first = (*in_shapes)[0];
+  for (const auto& s : *in_shapes)
+    if (s.size() != 2 || s[0] != 3 || s != first) {
+      MX_ERROR_MSG << "gluon_bn_combine: every input must be moments of shape (3, C)";
+      return MX_FAIL;
+    }
+  (*out_shapes)[0] = {2, first[1]};
+  return MX_SUCCESS;
+}
+
+// ---- gluon_bn_normalize --------------------------------------------------------------------
+
+enum Input { kData, kGamma, kBeta, kStats, kRunningMean, kRunningVar, kNumInputs };
+
+struct Attrs {
+  int axis = 1;
+  double eps = 1e-5, momentum = 0.9;
+  bool fix_gamma = false;
+  explicit Attrs(const AttrMap& a) : axis(axis_of(a)) {
+    if (a.count("eps")) eps = std::stod(a.at("eps"));
+    if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
+    if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
+  }
+};
+
+template <typename T>
+MXReturnValue normalize_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                                std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  std::vector<MXTensor>& in = *inputs;
+  Layout l(in[kData].shape, attrs.axis);
+  const T* x = in[kData].data<T>();
+  const T* gamma = in[kGamma].data<T>();
+  const T* beta = in[kBeta].data<T>();
+  const double* mean = in[kStats].data<double>();
+  const double* var = mean + l.C;
+  T* running_mean = in[kRunningMean].data<T>();
+  T* running_var = in[kRunningVar].data<T>();
+  T* y = (*outputs)[0].data<T>();
+  const Acc mom = static_cast<Acc>(attrs.momentum);
+  std::vector<Acc> scale(l.C);
+  for (int64_t c = 0; c < l.C; ++c) {
+    const Acc inv_std = 1 / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(attrs.eps));
+    scale[c] = attrs.fix_gamma ? inv_std : gamma[c] * inv_std;
+    running_mean[c] = static_cast<T>(mom * running_mean[c] + (1 - mom) * mean[c]);
+    running_var[c] = static_cast<T>(mom * running_var[c] + (1 - mom) * var[c]);
+  }
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc mu = mean[c], k = scale[c], t = beta[c];
+    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
+  });
+  return MX_SUCCESS;
+}
+
+// Backward inputs: dy; the 6 inputs; the output. Outputs: gradients of the 6 inputs.
+template <typename T>
+MXReturnValue normalize_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                                 std::vector<MXTensor>* outputs) {
+  using Acc = typename Wider<T>::type;
+  std::vector<MXTensor>& in = *inputs;
+  MXTensor* fwd_in = &in[1];
+  Layout l(fwd_in[kData].shape, attrs.axis);
+  const T* dy = in[0].data<T>();
+  const T* x = fwd_in[kData].data<T>();
+  const T* gamma = fwd_in[kGamma].data<T>();
+  const double* mean = fwd_in[kStats].data<double>();
+  const double* var = mean + l.C;
+  std::vector<MXTensor>& out = *outputs;
+  T* dx = out[kData].data<T>();
+  T* dgamma = out[kGamma].data<T>();
+  T* dbeta = out[kBeta].data<T>();
+  double* d_mean = out[kStats].data<double>();
+  double* d_var = d_mean + l.C;
+
+  std::vector<Acc> inv_std(l.C), k(l.C), sum_dy(l.C, 0), sum_dy_xhat(l.C, 0);
+  for (int64_t c = 0; c < l.C; ++c) {
+    inv_std[c] = 1 / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(attrs.eps));
+    k[c] = attrs.fix_gamma ? inv_std[c] : gamma[c] * inv_std[c];
+  }
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc mu = mean[c], is = inv_std[c], kc = k[c];
+    Acc s = 0, sx = 0;
+    for (int64_t i = b; i < e; ++i) {
+      s += dy[i];
+      sx += dy[i] * ((x[i] - mu) * is);
+      dx[i] = static_cast<T>(kc * dy[i]);
+    }
+    sum_dy[c] += s;
+    sum_dy_xhat[c] += sx;
+  });
+  // y = k * (x - mean) + beta with k = gamma / sqrt(var + eps):
+  // dy/dmean = -k, dy/dvar = -k * x_hat * inv_std / 2.
+  for (int64_t c = 0; c < l.C; ++c) {
+    dgamma[c] = attrs.fix_gamma ? T(0) : static_cast<T>(sum_dy_xhat[c]);
+    dbeta[c] = static_cast<T>(sum_dy[c]);
+    d_mean[c] = static_cast<double>(-k[c] * sum_dy[c]);
+    d_var[c] = static_cast<double>(-k[c] * inv_std[c] * sum_dy_xhat[c] / 2);
+  }
+  zero(&out[kRunningMean]);
+  zero(&out[kRunningVar]);
+  return MX_SUCCESS;
+}
+
+MXReturnValue normalize_fwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                            std::vector<MXTensor>* outputs, const OpResource&) {
+  Attrs a(attrs);
+  if ((*inputs)[kData].dtype == kFloat64) return normalize_forward<double>(a, inputs, outputs);
+  return normalize_forward<float>(a, inputs, outputs);
+}
+
+MXReturnValue normalize_bwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                            std::vector<MXTensor>* outputs, const OpResource&) {
+  Attrs a(attrs);
+  if ((*inputs)[1 + kData].dtype == kFloat64) return normalize_backward<double>(a, inputs, outputs);
+  return normalize_backward<float>(a, inputs, outputs);
+}
+
+MXReturnValue normalize_parse(const AttrMap&, int* num_inputs, int* num_outputs) {
+  *num_inputs = kNumInputs;
+  *num_outputs = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue normalize_type(const AttrMap&, std::vector<int>* in_types,
+                             std::vector<int>* out_types) {
+  const int dtype = (*in_types)[kData];
+  for (int i : {kGamma, kBeta, kRunningMean, kRunningVar}) (*in_types)[i] = dtype;
+  (*in_types)[kStats] = kFloat64;
+  (*out_types)[0] = dtype;
+  return data_type("gluon_bn_normalize", dtype);
+}
+
+MXReturnValue normalize_shape(const AttrMap& attrs,
+                              std::vector<std::vector<unsigned int>>* in_shapes,
+                              std::vector<std::vector<unsigned int>>* out_shapes) {
+  const unsigned int channels = channels_of(attrs, (*in_shapes)[kData]);
+  for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
+    if (!per_channel("gluon_bn_normalize", i, channels, &(*in_shapes)[i])) return MX_FAIL;
+  (*in_shapes)[kStats] = {2, channels};
+  (*out_shapes)[0] = (*in_shapes)[kData];
+  return MX_SUCCESS;
+}
+
+MXReturnValue normalize_mutate(const AttrMap&, std::vector<int>* input_indices) {
+  input_indices->push_back(kRunningMean);
+  input_indices->push_back(kRunningVar);
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(gluon_bn_moments)
+    .setForward(moments_fwd, "cpu")
+    .setBackward(moments_bwd, "cpu")
+    .setParseAttrs(moments_parse)
+    .setInferType(moments_type)
+    .setInferShape(moments_shape);
+
+REGISTER_OP(gluon_bn_combine)
+    .setForward(combine_fwd, "cpu")
+    .setBackward(combine_bwd, "cpu")
+    .setParseAttrs(combine_parse)
+    .setInferType(combine_type)
+    .setInferShape(combine_shape);
+
+REGISTER_OP(gluon_bn_normalize)
+    .setForward(normalize_fwd, "cpu")
+    .setBackward(normalize_bwd, "cpu")
+    .setParseAttrs(normalize_parse)
+    .setInferType(normalize_type)
+    .setInferShape(normalize_shape)
+    .setMutateInputs(normalize_mutate);

@@ -98,7 +98,9 @@ def run_on_devices(fn, *per_device):
     in order. The threads record (autograd.record) and train exactly when the caller does.
 
     This is how a network with SyncBatchNorm runs its forward pass on several devices; a
-    failure on one device stops the others and is raised here.
+    failure on one device stops the others and is raised here. Gluon's deferred initialization
+    and the first call of a hybridized block are not thread-safe: run the network once (in
+    prediction mode, which changes no statistics) before the first call, as train_ch5 does.
 
     Example::
 

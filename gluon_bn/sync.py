@@ -67,10 +67,13 @@ class _Meeting:
             if _Meeting._failure:
                 raise SyncError(_Meeting._failure)
             if not met:
+                came = sorted(handed_in)
+                self._rounds.clear()   # this round cannot complete: start afresh
+                self._visits.clear()
                 raise SyncError(
                     f"{self.name}: waited {TIMEOUT_S:g} s for {self.num_devices} devices and got "
-                    f"{len(handed_in)} (cpu ids {sorted(handed_in)}). In training, run the network on "
-                    f"num_devices distinct devices at once, each in its own thread: "
+                    f"{len(came)} (cpu ids {came}). In training, run the network on num_devices "
+                    f"distinct devices at once, each in its own thread: "
                     f"gluon_bn.run_on_devices(fn, per-device arguments) does it.")
             round_['taken'] += 1
             if round_['taken'] == self.num_devices:

@@ -178,6 +178,9 @@ def test_a_missing_device_is_reported(monkeypatch):
                                              r'\(cpu ids \[0\]\).*run_on_devices'):
         with autograd.record():
             layer(nd.ones((4, 3)))
+    with autograd.record():   # the layer is usable again
+        ys = run_on_devices(layer, [nd.ones((4, 3), ctx=ctx) for ctx in DEVICES[2]])
+    assert all(np.isfinite(y.asnumpy()).all() for y in ys)
 
 
 def test_a_failing_device_stops_the_others_at_once():

@@ -14,7 +14,6 @@
 // Attributes: axis, eps, momentum, fix_gamma, use_global_stats
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -64,24 +63,12 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
 
   std::vector<Acc> mean(l.C), var(l.C);
   if (batch_statistics(in[kTraining], attrs)) {
-    const Acc m = static_cast<Acc>(l.per_channel());
-    std::vector<Acc> sum(l.C, 0), sq(l.C, 0);
-    for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-      Acc s = 0;
-      for (int64_t i = b; i < e; ++i) s += x[i];
-      sum[c] += s;
-    });
-    for (int64_t c = 0; c < l.C; ++c) mean[c] = sum[c] / m;
-    for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-      Acc s = 0;
-      for (int64_t i = b; i < e; ++i) { Acc d = x[i] - mean[c]; s += d * d; }
-      sq[c] += s;
-    });
-    const Acc mom = static_cast<Acc>(attrs.momentum);
+    two_pass_moments(l, x, &mean, &var);
+    const Acc n = static_cast<Acc>(l.per_channel()), mom = static_cast<Acc>(attrs.momentum);
     for (int64_t c = 0; c < l.C; ++c) {
-      var[c] = sq[c] / m;
-      running_mean[c] = static_cast<T>(mom * running_mean[c] + (1 - mom) * mean[c]);
-      running_var[c] = static_cast<T>(mom * running_var[c] + (1 - mom) * var[c]);
+      var[c] /= n;
+      running_mean[c] = moving_average(running_mean[c], mean[c], mom);
+      running_var[c] = moving_average(running_var[c], var[c], mom);
     }
   } else {
     for (int64_t c = 0; c < l.C; ++c) { mean[c] = running_mean[c]; var[c] = running_var[c]; }
@@ -94,11 +81,7 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
     mean_out[c] = static_cast<T>(mean[c]);
     inv_std_out[c] = static_cast<T>(inv_std);
   }
-  // (x - mean) * scale + beta in the wider type: one rounding, at the end.
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc mu = mean[c], k = scale[c], t = beta[c];
-    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
-  });
+  affine(l, x, mean, scale, beta, y);
   return MX_SUCCESS;
 }
 
@@ -147,11 +130,7 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
     const Acc kc = k[c], mdy = mean_dy[c], gc = g[c], mu = mean[c];
     for (int64_t i = b; i < e; ++i) dx[i] = static_cast<T>(kc * (dy[i] - mdy) - gc * (x[i] - mu));
   });
-  for (int idx : {static_cast<int>(kRunningMean), static_cast<int>(kRunningVar),
-                  static_cast<int>(kTraining)}) {
-    MXTensor& t = (*outputs)[idx];
-    std::memset(t.data_ptr, 0, t.size() * (t.dtype == kFloat64 ? 8 : 4));
-  }
+  for (int i : {kRunningMean, kRunningVar, kTraining}) zero(&(*outputs)[i]);
   return MX_SUCCESS;
 }
 
@@ -182,10 +161,7 @@ MXReturnValue parse_attrs(const std::unordered_map<std::string, std::string>& at
 MXReturnValue infer_type(const std::unordered_map<std::string, std::string>& attrs,
                          std::vector<int>* in_types, std::vector<int>* out_types) {
   const int dtype = (*in_types)[kData];
-  if (dtype != kFloat32 && dtype != kFloat64) {
-    MX_ERROR_MSG << "gluon_bn_batch_norm supports float32 and float64 data, got dtype " << dtype;
-    return MX_FAIL;
-  }
+  if (!supported_dtype("gluon_bn_batch_norm", dtype)) return MX_FAIL;
   for (int i = 0; i < kTraining; ++i) (*in_types)[i] = dtype;
   (*in_types)[kTraining] = kFloat32;
   for (int i = 0; i < kNumOutputs; ++i) (*out_types)[i] = dtype;
@@ -196,9 +172,7 @@ MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& at
                           std::vector<std::vector<unsigned int>>* in_shapes,
                           std::vector<std::vector<unsigned int>>* out_shapes) {
   const std::vector<unsigned int>& data = (*in_shapes)[kData];
-  const int nd = static_cast<int>(data.size());
-  const int axis = (Attrs(attrs).axis % nd + nd) % nd;
-  const std::vector<unsigned int> channels = {data[axis]};
+  const std::vector<unsigned int> channels = {channel_count(data, Attrs(attrs).axis)};
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_batch_norm", i, channels[0], &(*in_shapes)[i])) return MX_FAIL;
   (*in_shapes)[kTraining] = {1};

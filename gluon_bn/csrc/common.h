@@ -2,7 +2,9 @@
 #ifndef GLUON_BN_COMMON_H_
 #define GLUON_BN_COMMON_H_
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,61 @@ void for_channel_runs(const Layout& l, F f) {
       int64_t begin = (p * l.C + c) * l.post;
       f(c, begin, begin + l.post);
     }
+}
+
+// Per channel: the mean and the sum of squared deviations from it (M2), in two passes summed in
+// the wider type.
+template <typename T, typename Acc>
+void two_pass_moments(const Layout& l, const T* x, std::vector<Acc>* mean, std::vector<Acc>* m2) {
+  const Acc n = static_cast<Acc>(l.per_channel());
+  std::vector<Acc> sum(l.C, 0);
+  mean->assign(l.C, 0);
+  m2->assign(l.C, 0);
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    Acc s = 0;
+    for (int64_t i = b; i < e; ++i) s += x[i];
+    sum[c] += s;
+  });
+  for (int64_t c = 0; c < l.C; ++c) (*mean)[c] = sum[c] / n;
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    Acc s = 0;
+    for (int64_t i = b; i < e; ++i) { Acc d = x[i] - (*mean)[c]; s += d * d; }
+    (*m2)[c] += s;
+  });
+}
+
+// y = (x - mean) * scale + beta in the wider type: one rounding, at the end.
+template <typename T, typename Mean, typename Acc>
+void affine(const Layout& l, const T* x, const Mean& mean, const std::vector<Acc>& scale,
+            const T* beta, T* y) {
+  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
+    const Acc mu = mean[c], k = scale[c], t = beta[c];
+    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
+  });
+}
+
+// One step of a running statistic: momentum * running + (1 - momentum) * batch statistic.
+template <typename T, typename Acc>
+T moving_average(T running, Acc statistic, Acc momentum) {
+  return static_cast<T>(momentum * running + (1 - momentum) * statistic);
+}
+
+// Zeroes a gradient the operator does not have (running statistics, flags).
+inline void zero(mxnet::ext::MXTensor* t) {
+  std::memset(t->data_ptr, 0, t->size() * (t->dtype == mxnet::ext::kFloat64 ? 8 : 4));
+}
+
+// The data types the operators support; otherwise an error that names the operator.
+inline bool supported_dtype(const char* op, int dtype) {
+  if (dtype == mxnet::ext::kFloat32 || dtype == mxnet::ext::kFloat64) return true;
+  MX_ERROR_MSG << op << " supports float32 and float64 data, got dtype " << dtype;
+  return false;
+}
+
+// The number of channels of a shape whose channels are on `axis` (negative: from the end).
+inline unsigned int channel_count(const std::vector<unsigned int>& shape, int axis) {
+  const int nd = static_cast<int>(shape.size());
+  return shape[(axis % nd + nd) % nd];
 }
 
 // MXNet marks a shape it does not know yet (deferred initialization) by -1 or 0 dimensions.

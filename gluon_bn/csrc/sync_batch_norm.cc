@@ -17,7 +17,6 @@
 // (combine).
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -32,19 +31,6 @@ using AttrMap = std::unordered_map<std::string, std::string>;
 
 int axis_of(const AttrMap& a) { return a.count("axis") ? std::stoi(a.at("axis")) : 1; }
 
-unsigned int channels_of(const AttrMap& a, const std::vector<unsigned int>& data) {
-  const int nd = static_cast<int>(data.size());
-  return data[(axis_of(a) % nd + nd) % nd];
-}
-
-void zero(MXTensor* t) { std::memset(t->data_ptr, 0, t->size() * (t->dtype == kFloat64 ? 8 : 4)); }
-
-MXReturnValue data_type(const char* op, int dtype) {
-  if (dtype == kFloat32 || dtype == kFloat64) return MX_SUCCESS;
-  MX_ERROR_MSG << op << " supports float32 and float64 data, got dtype " << dtype;
-  return MX_FAIL;
-}
-
 // ---- gluon_bn_moments ----------------------------------------------------------------------
 
 template <typename T>
@@ -57,19 +43,9 @@ MXReturnValue moments_forward(const AttrMap& attrs, std::vector<MXTensor>* input
   double* count = (*outputs)[0].data<double>();
   double* mean = count + l.C;
   double* m2 = mean + l.C;
-  std::vector<Acc> sum(l.C, 0), sq(l.C, 0), mu(l.C);
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    Acc s = 0;
-    for (int64_t i = b; i < e; ++i) s += x[i];
-    sum[c] += s;
-  });
+  std::vector<Acc> mu, sq;
+  two_pass_moments(l, x, &mu, &sq);
   const Acc n = static_cast<Acc>(l.per_channel());
-  for (int64_t c = 0; c < l.C; ++c) mu[c] = sum[c] / n;
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    Acc s = 0;
-    for (int64_t i = b; i < e; ++i) { Acc d = x[i] - mu[c]; s += d * d; }
-    sq[c] += s;
-  });
   for (int64_t c = 0; c < l.C; ++c) {
     count[c] = static_cast<double>(n);
     mean[c] = static_cast<double>(mu[c]);
@@ -119,12 +95,12 @@ MXReturnValue moments_parse(const AttrMap&, int* num_inputs, int* num_outputs) {
 MXReturnValue moments_type(const AttrMap&, std::vector<int>* in_types,
                            std::vector<int>* out_types) {
   (*out_types)[0] = kFloat64;
-  return data_type("gluon_bn_moments", (*in_types)[0]);
+  return supported_dtype("gluon_bn_moments", (*in_types)[0]) ? MX_SUCCESS : MX_FAIL;
 }
 
 MXReturnValue moments_shape(const AttrMap& attrs, std::vector<std::vector<unsigned int>>* in_shapes,
                             std::vector<std::vector<unsigned int>>* out_shapes) {
-  (*out_shapes)[0] = {3, channels_of(attrs, (*in_shapes)[0])};
+  (*out_shapes)[0] = {3, channel_count((*in_shapes)[0], axis_of(attrs))};
   return MX_SUCCESS;
 }
 
@@ -256,13 +232,10 @@ MXReturnValue normalize_forward(const Attrs& attrs, std::vector<MXTensor>* input
   for (int64_t c = 0; c < l.C; ++c) {
     const Acc inv_std = 1 / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(attrs.eps));
     scale[c] = attrs.fix_gamma ? inv_std : gamma[c] * inv_std;
-    running_mean[c] = static_cast<T>(mom * running_mean[c] + (1 - mom) * mean[c]);
-    running_var[c] = static_cast<T>(mom * running_var[c] + (1 - mom) * var[c]);
+    running_mean[c] = moving_average(running_mean[c], static_cast<Acc>(mean[c]), mom);
+    running_var[c] = moving_average(running_var[c], static_cast<Acc>(var[c]), mom);
   }
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc mu = mean[c], k = scale[c], t = beta[c];
-    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
-  });
+  affine(l, x, mean, scale, beta, y);
   return MX_SUCCESS;
 }
 
@@ -341,13 +314,13 @@ MXReturnValue normalize_type(const AttrMap&, std::vector<int>* in_types,
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar}) (*in_types)[i] = dtype;
   (*in_types)[kStats] = kFloat64;
   (*out_types)[0] = dtype;
-  return data_type("gluon_bn_normalize", dtype);
+  return supported_dtype("gluon_bn_normalize", dtype) ? MX_SUCCESS : MX_FAIL;
 }
 
 MXReturnValue normalize_shape(const AttrMap& attrs,
                               std::vector<std::vector<unsigned int>>* in_shapes,
                               std::vector<std::vector<unsigned int>>* out_shapes) {
-  const unsigned int channels = channels_of(attrs, (*in_shapes)[kData]);
+  const unsigned int channels = channel_count((*in_shapes)[kData], axis_of(attrs));
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_normalize", i, channels, &(*in_shapes)[i])) return MX_FAIL;
   (*in_shapes)[kStats] = {2, channels};

@@ -1,4 +1,8 @@
 """gluon_bn: batch normalization for MXNet Gluon, as taught in Dive into Deep Learning (d2lzh)."""
+from . import cuda
+
+cuda.preload()   # before anything imports mxnet: the GPU build may need the nvidia-*-cu11 wheels
+
 from . import reference
 from .context import try_all_gpus, try_gpu
 from .data import DataError, load_data_fashion_mnist

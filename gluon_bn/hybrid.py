@@ -21,6 +21,8 @@ class HybridBatchNorm(HybridBlock):
 
     The statistics and the gradient are computed by this library (a C++ operator: two-pass
     statistics summed in a wider type, a closed-form backward), not by MXNet's fused BatchNorm.
+    That operator is CPU-only: on a GPU the layer runs MXNet's own CUDA BatchNorm kernel, with
+    the same parameters and the biased variance in the running statistics, as on the CPU.
     Works imperatively and hybridized, exports (load gluon_bn before SymbolBlock.imports), and
     serves as a GluonCV `norm_layer`. A parameters file saved from a network built with
     nn.BatchNorm loads into the same network built with this layer, and the other way round.
@@ -86,7 +88,22 @@ class HybridBatchNorm(HybridBlock):
             dtype = 'float32'
         super().cast(dtype)
 
+    def _on_gpu(self, x):
+        """Whether this call runs on a GPU: x's device, or, while a graph is traced, any device
+        the parameters live on (the graph must then run everywhere)."""
+        if hasattr(x, 'context'):
+            return x.context.device_type == 'gpu'
+        try:
+            return any(ctx.device_type == 'gpu' for ctx in self.gamma.list_ctx())
+        except RuntimeError:   # not initialized: a symbol built by hand, for export say
+            return False
+
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        if self._on_gpu(x):
+            # The C++ operator is CPU-only. MXNet's own CUDA kernel tracks the biased variance
+            # as the CPU does; cuDNN's (the default) would track the unbiased one.
+            return F.BatchNorm(x, gamma, beta, running_mean, running_var, name='fwd',
+                               cudnn_off=True, **self._kwargs)
         # The operator only ever writes its gradients; through identity, whose own backward
         # honours grad_req='add', gradients still accumulate. Hybridized, identity is free.
         return F.gluon_bn_batch_norm(F.identity(x), F.identity(gamma), F.identity(beta),

@@ -12,6 +12,7 @@ same small adapter, so a comparison is a loop over adapters:
 from dataclasses import dataclass, field
 from typing import List
 
+import mxnet as mx
 import numpy as np
 from mxnet import autograd, nd
 from mxnet.gluon import nn
@@ -215,8 +216,14 @@ ADAPTERS = {'nn.BatchNorm': GluonBatchNorm, 'BatchNorm': ScratchBlock,
             'batch_norm2D(fast=False)': TextbookTutorialFunction}
 
 
-def run(adapter, case):
-    """Train `adapter(case)` for the case's steps, then predict. Returns FIELDS as NumPy arrays."""
+def run(adapter, case, ctx=None):
+    """Train `adapter(case)` for the case's steps on ctx (default: the current context), then
+    predict. Returns FIELDS as NumPy arrays."""
+    with ctx or mx.context.current_context():   # every array and parameter is made there
+        return _run(adapter, case)
+
+
+def _run(adapter, case):
     impl = adapter(case)
     for x, dy in zip(case.batches, case.head_grads):
         X = nd.array(x, dtype=case.dtype)

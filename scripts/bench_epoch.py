@@ -13,6 +13,7 @@ import contextlib
 import io
 import time
 
+import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import d2lzh
 import mxnet as mx
 from mxnet import gluon, init

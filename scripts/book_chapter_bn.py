@@ -19,9 +19,8 @@ What was wrong in the copy of the chapter that circulates, and what changed:
 """
 import argparse
 
+import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 from mxnet import gluon, init
-
-import gluon_bn
 
 
 def train(bn, epochs, data_dir, ctx):

@@ -11,9 +11,9 @@ summary line gives the range and the number of epochs where it fell.
 """
 import argparse
 
+import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 from mxnet import gluon, init
 
-import gluon_bn
 
 RUNS = [('from-scratch BatchNorm, SGD lr 1.0, 10 epochs', 'scratch', 'sgd', 1.0, 10),
         ('nn.BatchNorm, Adam lr 0.001, 5 epochs', 'gluon', 'adam', 0.001, 5)]

@@ -15,6 +15,7 @@ import sys
 import warnings
 import time
 
+import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import mxnet as mx
 import numpy as np
 from mxnet import gluon, init

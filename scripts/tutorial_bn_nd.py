@@ -18,9 +18,9 @@ What was wrong, and what changed (each mistake is kept in gluon_bn.legacy, with 
 import argparse
 import time
 
+import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 from mxnet import autograd, gluon, nd
 
-import gluon_bn
 from gluon_bn import tutorial
 
 

@@ -51,7 +51,8 @@ def check_sync_layers(net, ctxs):
     return bool(layers)
 
 
-def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None):
+def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None, *,
+              start_epoch=0, before_epoch=None, after_epoch=None):
     """Train and evaluate a model, printing d2lzh's lines.
 
     Parameters are d2lzh's. `ctx` may also be a list of contexts: each batch is then split
@@ -62,7 +63,12 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     statistics. `progress`, if given, is called as progress(epoch, batches_done,
     batches_total) every SYNC_EVERY batches and at the end of each epoch.
 
-    Returns the history: one dict per epoch with loss, train_acc, test_acc and seconds.
+    To continue a run (see gluon_bn.checkpoint): `start_epoch` epochs are done already, so
+    training goes on with epoch start_epoch + 1 up to num_epochs; `before_epoch(epoch)` (0-based)
+    is called before each epoch and `after_epoch(history)` after each, with the epochs trained by
+    this call so far.
+
+    Returns the history: one dict per epoch with epoch, loss, train_acc, test_acc and seconds.
     """
     print('training on', ctx)
     ctxs = devices(ctx)
@@ -74,7 +80,9 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
         return y_hat, loss(y_hat, y_part).sum()
 
     history = []
-    for epoch in range(num_epochs):
+    for epoch in range(start_epoch, num_epochs):
+        if before_epoch:
+            before_epoch(epoch)
         start = time.time()
         # float64 sums of the float32 per-batch values, as d2lzh's Python floats are
         loss_sum = nd.zeros(1, ctx=ctxs[0], dtype='float64')
@@ -85,7 +93,7 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
             if threaded and len(Xs) < len(ctxs):
                 raise ValueError(f"train_ch5: a batch of {X.shape[0]} samples cannot be split "
                                  f"between {len(ctxs)} devices that synchronize batch norm")
-            if threaded and epoch == 0 and i == 1:
+            if threaded and epoch == start_epoch and i == 1:
                 # Gluon's deferred initialization is not thread-safe: finish it on one device
                 # first. In prediction mode no statistics change.
                 net(Xs[0])
@@ -117,4 +125,6 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
               % (record['epoch'], record['loss'], record['train_acc'], record['test_acc'],
                  record['seconds']))
         history.append(record)
+        if after_epoch:
+            after_epoch(history)
     return history

@@ -2,15 +2,19 @@
 
     python scripts/train_lenet_bn.py                       # from-scratch BN, 5 epochs, lr 1.0
     python scripts/train_lenet_bn.py --bn gluon --out metrics.json --plot curves.png
+    python scripts/train_lenet_bn.py --checkpoint-dir runs/a            # then, if interrupted:
+    python scripts/train_lenet_bn.py --checkpoint-dir runs/a --resume
 
 Prints d2lzh's lines (`training on cpu(0)`, `epoch 1, loss ..., time ... sec`) and a summary.
 The metrics file holds the settings and the per-epoch loss and accuracies, not the timings, so
-that the same --seed on the CPU writes the same file.
+that the same --seed on the CPU writes the same file, also when the run was interrupted and
+resumed from its checkpoints (gluon_bn.checkpoint).
 """
 import argparse
 import json
 import os
 import random
+import secrets
 import sys
 import warnings
 import time
@@ -18,8 +22,9 @@ import time
 import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import mxnet as mx
 import numpy as np
-from mxnet import gluon, init
+from mxnet import gluon, init, nd
 
+from gluon_bn import checkpoint
 from gluon_bn.context import parse_context, try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
@@ -76,11 +81,23 @@ def parse_args(argv):
     p.add_argument('--train-size', type=positive(int), default=None,
                    help='train on the first N training images only (a quick check)')
     p.add_argument('--seed', type=int, default=None, help='seed every random generator')
+    p.add_argument('--checkpoint-dir', metavar='DIR',
+                   help='after every epoch, save all that is needed to continue the run in DIR '
+                        '(created if missing; it must not hold another run\'s checkpoints)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from the last checkpoint in --checkpoint-dir, if there is one')
     p.add_argument('--out', metavar='metrics.json', help='write settings and per-epoch metrics')
     p.add_argument('--plot', metavar='curves.png', help='plot loss and accuracies per epoch')
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help='no progress bar (default: shown when stderr is a terminal)')
     args = p.parse_args(argv)
+    if args.resume and not args.checkpoint_dir:
+        p.error("--resume needs --checkpoint-dir")
+    if args.checkpoint_dir and args.kvstore:
+        p.error("--checkpoint-dir is not supported with --kvstore")
+    if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) \
+            and not os.path.isdir(args.checkpoint_dir):
+        p.error(f"--checkpoint-dir: {args.checkpoint_dir} is a file")
     for option, path in (('--out', args.out), ('--plot', args.plot)):
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):
@@ -121,21 +138,47 @@ def plot(history, path):
     plt.close(fig)
 
 
+def fail(message):
+    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {message}")
+
+
+def find_checkpoint(args):
+    """The checkpoint to resume from (None: train from the start); the run's seed."""
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    path = checkpoint.latest(args.checkpoint_dir)
+    if path is None:
+        if args.resume:
+            print(f"no checkpoint in {args.checkpoint_dir} yet: training from epoch 1")
+        # a run that checkpoints is always seeded, so that it can be resumed exactly
+        return None, secrets.randbelow(2 ** 31) if args.seed is None else args.seed
+    if not args.resume:
+        fail(f"{args.checkpoint_dir} holds the checkpoints of a run (the last: {path}): pass "
+             f"--resume to continue it, or choose another folder")
+    meta, _, _ = checkpoint.read(path)
+    return path, meta['settings']['seed'] if args.seed is None else args.seed
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.seed is not None:
-        seed_everything(args.seed)
     ctxs = args.gpus or args.ctx or [try_gpu()]
     for ctx in ctxs:
         if not works(ctx):
-            sys.exit(f"{os.path.basename(sys.argv[0])}: error: {ctx} is not available "
-                     f"(no such device, or this MXNet build has no GPU support)")
+            fail(f"{ctx} is not available (no such device, or this MXNet build has no GPU "
+                 f"support)")
     ctx = ctxs[0] if len(ctxs) == 1 else ctxs
+    resume_from, seed = None, args.seed
+    if args.checkpoint_dir:
+        try:
+            resume_from, seed = find_checkpoint(args)
+        except checkpoint.CheckpointError as error:
+            fail(error)
+    if seed is not None:
+        seed_everything(seed)
     try:
         train_images, train_labels = load_fashion_mnist(True, args.data_dir)
         test_images, test_labels = load_fashion_mnist(False, args.data_dir)
     except DataError as error:
-        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {error}")
+        fail(error)
     if args.train_size:
         train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
     kvstore, rank, workers = 'device', 0, 1
@@ -156,20 +199,40 @@ def main(argv=None):
         net.hybridize()   # hybridizes every layer that can be
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr},
                             kvstore=kvstore)
+    settings = {k: getattr(args, k) for k in ('bn', 'lr', 'batch_size', 'train_size')}
+    settings['seed'] = seed
+    done, past = 0, []
+    if resume_from:
+        net(nd.zeros((1,) + train_iter.images.shape[1:], ctx=ctxs[0]))   # shapes (predicting)
+        try:
+            done, past = checkpoint.restore(resume_from, net, trainer, settings)
+        except checkpoint.CheckpointError as error:
+            fail(error)
+        print(f"resuming from {resume_from}: {done} of {args.epochs} epochs done")
+
+    def before_epoch(epoch):
+        if seed is not None:   # MXNet's generator state cannot be saved: derive it instead
+            mx.random.seed(checkpoint.epoch_seed(seed, epoch))
+
+    def after_epoch(history):
+        if args.checkpoint_dir:
+            checkpoint.save(args.checkpoint_dir, done + len(history), net, trainer, settings,
+                            past + history)
+
     show_progress = args.progress and sys.stderr.isatty()
     start = time.time()
     # The gradients of all workers' batches are added up, so a step covers all of them.
-    history = train_ch5(net, train_iter, test_iter, args.batch_size * workers, trainer, ctx,
-                        args.epochs,
-                        progress=progress_bar if show_progress else None)
+    history = past + train_ch5(net, train_iter, test_iter, args.batch_size * workers, trainer,
+                               ctx, args.epochs, progress=progress_bar if show_progress else None,
+                               start_epoch=done, before_epoch=before_epoch,
+                               after_epoch=after_epoch)
     seconds = time.time() - start
 
     if args.out and rank == 0:
-        settings = {k: getattr(args, k) for k in ('bn', 'epochs', 'lr', 'batch_size', 'seed',
-                                                  'train_size')}
         metrics = [{k: r[k] for k in ('epoch', 'loss', 'train_acc', 'test_acc')} for r in history]
         with open(args.out, 'w') as f:
-            json.dump({'settings': settings, 'epochs': metrics}, f, indent=2)
+            json.dump({'settings': {**settings, 'epochs': args.epochs}, 'epochs': metrics}, f,
+                      indent=2)
             f.write('\n')
     if args.plot and rank == 0:
         plot(history, args.plot)

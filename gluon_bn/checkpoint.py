@@ -1,0 +1,165 @@
+"""Checkpoints of a training run: everything needed to continue it exactly, one file per epoch.
+
+`DIR/epoch-0003.ckpt` is a zip archive holding
+- meta.json: the epoch, the run's settings, the history so far, Python's and NumPy's random
+  states, and each parameter's shape and dtype;
+- params.npz: every parameter on every device, the BN running statistics included (they may
+  differ between devices);
+- trainer.states: the Trainer's optimizer states (Trainer.save_states).
+It is written to a temporary file, flushed to disk and then renamed, so a crash leaves either the
+whole checkpoint or none. The zip's checksums catch a file damaged later.
+
+MXNet cannot read back its generator's state, so runs that checkpoint reseed it at the start of
+every epoch from (seed, epoch) (`epoch_seed`): the state an epoch starts from is then a function
+of what the checkpoint holds.
+"""
+import io
+import json
+import os
+import random
+import re
+import tempfile
+import zipfile
+
+import numpy as np
+from mxnet import nd
+
+FORMAT = 1
+PATTERN = re.compile(r'epoch-(\d{4,})\.ckpt$')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that belongs to a different run."""
+
+
+def path_for(folder, epoch):
+    return os.path.join(folder, f'epoch-{epoch:04d}.ckpt')
+
+
+def latest(folder):
+    """The checkpoint of the last epoch in folder, or None."""
+    epochs = [int(m.group(1)) for m in map(PATTERN.match, os.listdir(folder)) if m]
+    return path_for(folder, max(epochs)) if epochs else None
+
+
+def epoch_seed(seed, epoch):
+    """The seed of MXNet's generator for an epoch (0-based) of a run seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def parameters(net):
+    """Structural name ('0.weight', '1.gamma', ...) -> Parameter: stable across processes,
+    unlike Gluon's prefixed names."""
+    return net._collect_params_with_prefix()
+
+
+def save(folder, epoch, net, trainer, settings, history):
+    """Write DIR/epoch-NNNN.ckpt atomically; returns its path."""
+    params = parameters(net)
+    arrays = {f'{name}@{i}': data.asnumpy()
+              for name, param in params.items() for i, data in enumerate(param.list_data())}
+    meta = dict(format=FORMAT, epoch=epoch, settings=settings, history=history,
+                devices=len(next(iter(params.values())).list_ctx()),
+                params={name: [list(p.shape), np.dtype(p.dtype).name]
+                        for name, p in params.items()},
+                random=dict(python=random.getstate(),
+                            numpy=[x.tolist() if isinstance(x, np.ndarray) else x
+                                   for x in np.random.get_state()]))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with tempfile.TemporaryDirectory() as scratch:
+        states = os.path.join(scratch, 'trainer.states')
+        trainer.save_states(states)
+        with open(states, 'rb') as f:
+            trainer_states = f.read()
+    path = path_for(folder, epoch)
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp')
+    with open(tmp, 'wb') as f:
+        with zipfile.ZipFile(f, 'w') as archive:
+            archive.writestr('meta.json', json.dumps(meta))
+            archive.writestr('params.npz', buffer.getvalue())
+            archive.writestr('trainer.states', trainer_states)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(folder, os.O_RDONLY)   # make the rename itself durable
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path
+
+
+def read(path):
+    """meta, arrays and trainer states of a checkpoint, every byte checked; CheckpointError
+    if it is not a whole checkpoint of this format."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read('meta.json'))
+            with np.load(io.BytesIO(archive.read('params.npz'))) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            trainer_states = archive.read('trainer.states')
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({error}). It was left as "
+                              f"it is: move it away to resume from the epoch before, or train "
+                              f"afresh in another folder") from None
+    if meta.get('format') != FORMAT:
+        raise CheckpointError(f"{path} has format {meta.get('format')!r}, this gluon_bn reads "
+                              f"format {FORMAT}")
+    return meta, arrays, trainer_states
+
+
+def check_compatible(path, meta, net, settings):
+    """CheckpointError naming every setting and parameter in which the run and checkpoint differ."""
+    problems = [f"--{key.replace('_', '-')} {settings[key]} here, {meta['settings'].get(key)} "
+                f"in the checkpoint" for key in settings
+                if settings[key] != meta['settings'].get(key)]
+    params = parameters(net)
+    devices = len(next(iter(params.values())).list_ctx())
+    if devices != meta['devices']:
+        problems.append(f"{devices} devices here, {meta['devices']} in the checkpoint")
+    saved, differences = meta['params'], []
+    for name in sorted(set(params) | set(saved)):
+        if name not in saved or name not in params:
+            where = 'here' if name in params else 'in the checkpoint'
+            differences.append(f"parameter {name} only {where}")
+            continue
+        here = [list(params[name].shape), np.dtype(params[name].dtype).name]
+        if here != saved[name]:
+            differences.append(f"parameter {name}: {tuple(here[0])} {here[1]} here, "
+                               f"{tuple(saved[name][0])} {saved[name][1]} in the checkpoint")
+    problems += differences[:3]
+    if len(differences) > 3:
+        problems.append(f"{len(differences) - 3} more parameters differ")
+    if problems:
+        raise CheckpointError(f"{path} belongs to a different run: " + '; '.join(problems)
+                              + ". Resume with the checkpoint's settings, or train afresh in "
+                                "another folder")
+
+
+def restore(path, net, trainer, settings):
+    """Load checkpoint `path` into an initialized net (shapes known) and its trainer, and restore
+    the random states. Checks everything before changing anything. Returns (epoch, history)."""
+    meta, arrays, trainer_states = read(path)
+    check_compatible(path, meta, net, settings)
+
+    def put_parameters():
+        for name, param in parameters(net).items():
+            for i, data in enumerate(param.list_data()):
+                data[:] = nd.array(arrays[f'{name}@{i}'], dtype=data.dtype, ctx=data.context)
+
+    # With several devices, load_states first starts the Trainer's kvstore, which takes the
+    # weights it updates from device 0 and copies every parameter from there to all devices:
+    # the weights must be in place before, and the per-device statistics written again after.
+    put_parameters()
+    with tempfile.TemporaryDirectory() as scratch:
+        states = os.path.join(scratch, 'trainer.states')
+        with open(states, 'wb') as f:
+            f.write(trainer_states)
+        trainer.load_states(states)
+    put_parameters()
+    version, state, gauss = meta['random']['python']
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, position, has_gauss, cached = meta['random']['numpy']
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    return meta['epoch'], meta['history']

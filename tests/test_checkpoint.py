@@ -10,10 +10,10 @@ import zipfile
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import gluon, nd
+from mxnet import gluon
 from mxnet.gluon import nn
 
-from gluon_bn import checkpoint, lenet_bn
+from gluon_bn import checkpoint
 from test_cli import SCRIPT, cli, real_data
 
 RUN = ['--train-size', '8192', '--epochs', '3', '--seed', '11']
@@ -179,4 +179,3 @@ def test_a_crash_while_writing_leaves_the_last_checkpoint_whole(tmp_path, monkey
 def test_the_seed_of_an_epoch_depends_on_run_and_epoch():
     seeds = {checkpoint.epoch_seed(seed, epoch) for seed in range(3) for epoch in range(3)}
     assert len(seeds) == 9 and checkpoint.epoch_seed(1, 2) == checkpoint.epoch_seed(1, 2)
-    nd.waitall()

@@ -76,8 +76,8 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
 
   std::vector<Acc> scale(l.C);
   for (int64_t c = 0; c < l.C; ++c) {
-    const Acc inv_std = 1 / std::sqrt(var[c] + static_cast<Acc>(attrs.eps));
-    scale[c] = attrs.fix_gamma ? inv_std : gamma[c] * inv_std;
+    const Acc inv_std = inverse_std(var[c], attrs.eps);
+    scale[c] = scale_of(gamma[c], inv_std, attrs.fix_gamma);
     mean_out[c] = static_cast<T>(mean[c]);
     inv_std_out[c] = static_cast<T>(inv_std);
   }
@@ -120,7 +120,7 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   std::vector<Acc> k(l.C), mean_dy(l.C), g(l.C);
   for (int64_t c = 0; c < l.C; ++c) {
     const Acc is = inv_std[c];
-    k[c] = attrs.fix_gamma ? is : gamma[c] * is;
+    k[c] = scale_of(gamma[c], is, attrs.fix_gamma);
     mean_dy[c] = batch ? sum_dy[c] / m : 0;
     g[c] = batch ? k[c] * is * sum_dy_xhat[c] / m : 0;
     dgamma[c] = attrs.fix_gamma ? T(0) : static_cast<T>(sum_dy_xhat[c]);

@@ -61,6 +61,15 @@ void two_pass_moments(const Layout& l, const T* x, std::vector<Acc>* mean, std::
   });
 }
 
+// 1 / sqrt(var + eps), in the wider type.
+template <typename Acc>
+Acc inverse_std(Acc var, double eps) { return 1 / std::sqrt(var + static_cast<Acc>(eps)); }
+
+// The factor of (x - mean) in y: gamma / sqrt(var + eps), or 1 / sqrt(var + eps) when gamma is
+// fixed at 1 (fix_gamma: nn.BatchNorm's scale=False).
+template <typename T, typename Acc>
+Acc scale_of(T gamma, Acc inv_std, bool fix_gamma) { return fix_gamma ? inv_std : gamma * inv_std; }
+
 // y = (x - mean) * scale + beta in the wider type: one rounding, at the end.
 template <typename T, typename Mean, typename Acc>
 void affine(const Layout& l, const T* x, const Mean& mean, const std::vector<Acc>& scale,

@@ -230,8 +230,8 @@ MXReturnValue normalize_forward(const Attrs& attrs, std::vector<MXTensor>* input
   const Acc mom = static_cast<Acc>(attrs.momentum);
   std::vector<Acc> scale(l.C);
   for (int64_t c = 0; c < l.C; ++c) {
-    const Acc inv_std = 1 / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(attrs.eps));
-    scale[c] = attrs.fix_gamma ? inv_std : gamma[c] * inv_std;
+    const Acc inv_std = inverse_std(static_cast<Acc>(var[c]), attrs.eps);
+    scale[c] = scale_of(gamma[c], inv_std, attrs.fix_gamma);
     running_mean[c] = moving_average(running_mean[c], static_cast<Acc>(mean[c]), mom);
     running_var[c] = moving_average(running_var[c], static_cast<Acc>(var[c]), mom);
   }
@@ -261,8 +261,8 @@ MXReturnValue normalize_backward(const Attrs& attrs, std::vector<MXTensor>* inpu
 
   std::vector<Acc> inv_std(l.C), k(l.C), sum_dy(l.C, 0), sum_dy_xhat(l.C, 0);
   for (int64_t c = 0; c < l.C; ++c) {
-    inv_std[c] = 1 / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(attrs.eps));
-    k[c] = attrs.fix_gamma ? inv_std[c] : gamma[c] * inv_std[c];
+    inv_std[c] = inverse_std(static_cast<Acc>(var[c]), attrs.eps);
+    k[c] = scale_of(gamma[c], inv_std[c], attrs.fix_gamma);
   }
   for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
     const Acc mu = mean[c], is = inv_std[c], kc = k[c];

@@ -20,6 +20,7 @@ import random
 import re
 import tempfile
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 from mxnet import nd
@@ -30,6 +31,14 @@ PATTERN = re.compile(r'epoch-(\d{4,})\.ckpt$')
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that belongs to a different run."""
+
+
+class Saved(NamedTuple):
+    """A checkpoint as read, every byte checked."""
+    path: str
+    meta: dict
+    arrays: dict           # '{parameter}@{device index}' -> NumPy array
+    trainer_states: bytes
 
 
 def path_for(folder, epoch):
@@ -53,13 +62,17 @@ def parameters(net):
     return net._collect_params_with_prefix()
 
 
+def device_count(params):
+    return len(next(iter(params.values())).list_ctx())
+
+
 def save(folder, epoch, net, trainer, settings, history):
     """Write DIR/epoch-NNNN.ckpt atomically; returns its path."""
     params = parameters(net)
     arrays = {f'{name}@{i}': data.asnumpy()
               for name, param in params.items() for i, data in enumerate(param.list_data())}
     meta = dict(format=FORMAT, epoch=epoch, settings=settings, history=history,
-                devices=len(next(iter(params.values())).list_ctx()),
+                devices=device_count(params),
                 params={name: [list(p.shape), np.dtype(p.dtype).name]
                         for name, p in params.items()},
                 random=dict(python=random.getstate(),
@@ -91,8 +104,8 @@ def save(folder, epoch, net, trainer, settings, history):
 
 
 def read(path):
-    """meta, arrays and trainer states of a checkpoint, every byte checked; CheckpointError
-    if it is not a whole checkpoint of this format."""
+    """The checkpoint at path, as Saved; CheckpointError if it is not a whole checkpoint of
+    this format."""
     try:
         with zipfile.ZipFile(path) as archive:
             meta = json.loads(archive.read('meta.json'))
@@ -106,42 +119,44 @@ def read(path):
     if meta.get('format') != FORMAT:
         raise CheckpointError(f"{path} has format {meta.get('format')!r}, this gluon_bn reads "
                               f"format {FORMAT}")
-    return meta, arrays, trainer_states
+    return Saved(str(path), meta, arrays, trainer_states)
 
 
-def check_compatible(path, meta, net, settings):
+def check_compatible(saved, net, settings):
     """CheckpointError naming every setting and parameter in which the run and checkpoint differ."""
+    meta = saved.meta
     problems = [f"--{key.replace('_', '-')} {settings[key]} here, {meta['settings'].get(key)} "
                 f"in the checkpoint" for key in settings
                 if settings[key] != meta['settings'].get(key)]
     params = parameters(net)
-    devices = len(next(iter(params.values())).list_ctx())
+    devices = device_count(params)
     if devices != meta['devices']:
         problems.append(f"{devices} devices here, {meta['devices']} in the checkpoint")
-    saved, differences = meta['params'], []
-    for name in sorted(set(params) | set(saved)):
-        if name not in saved or name not in params:
+    theirs, differences = meta['params'], []
+    for name in sorted(set(params) | set(theirs)):
+        if name not in theirs or name not in params:
             where = 'here' if name in params else 'in the checkpoint'
             differences.append(f"parameter {name} only {where}")
             continue
         here = [list(params[name].shape), np.dtype(params[name].dtype).name]
-        if here != saved[name]:
+        if here != theirs[name]:
             differences.append(f"parameter {name}: {tuple(here[0])} {here[1]} here, "
-                               f"{tuple(saved[name][0])} {saved[name][1]} in the checkpoint")
+                               f"{tuple(theirs[name][0])} {theirs[name][1]} in the checkpoint")
     problems += differences[:3]
     if len(differences) > 3:
         problems.append(f"{len(differences) - 3} more parameters differ")
     if problems:
-        raise CheckpointError(f"{path} belongs to a different run: " + '; '.join(problems)
+        raise CheckpointError(f"{saved.path} belongs to a different run: " + '; '.join(problems)
                               + ". Resume with the checkpoint's settings, or train afresh in "
                                 "another folder")
 
 
-def restore(path, net, trainer, settings):
-    """Load checkpoint `path` into an initialized net (shapes known) and its trainer, and restore
-    the random states. Checks everything before changing anything. Returns (epoch, history)."""
-    meta, arrays, trainer_states = read(path)
-    check_compatible(path, meta, net, settings)
+def restore(saved, net, trainer, settings):
+    """Load a checkpoint (as `read` returns it) into an initialized net (shapes known) and its
+    trainer, and restore the random states. Checks everything before changing anything.
+    Returns (epoch, history)."""
+    check_compatible(saved, net, settings)
+    meta, arrays = saved.meta, saved.arrays
 
     def put_parameters():
         for name, param in parameters(net).items():
@@ -155,7 +170,7 @@ def restore(path, net, trainer, settings):
     with tempfile.TemporaryDirectory() as scratch:
         states = os.path.join(scratch, 'trainer.states')
         with open(states, 'wb') as f:
-            f.write(trainer_states)
+            f.write(saved.trainer_states)
         trainer.load_states(states)
     put_parameters()
     version, state, gauss = meta['random']['python']

@@ -143,7 +143,7 @@ def fail(message):
 
 
 def find_checkpoint(args):
-    """The checkpoint to resume from (None: train from the start); the run's seed."""
+    """The checkpoint to resume from, read (None: train from the start); the run's seed."""
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     path = checkpoint.latest(args.checkpoint_dir)
     if path is None:
@@ -154,8 +154,8 @@ def find_checkpoint(args):
     if not args.resume:
         fail(f"{args.checkpoint_dir} holds the checkpoints of a run (the last: {path}): pass "
              f"--resume to continue it, or choose another folder")
-    meta, _, _ = checkpoint.read(path)
-    return path, meta['settings']['seed'] if args.seed is None else args.seed
+    saved = checkpoint.read(path)
+    return saved, saved.meta['settings']['seed'] if args.seed is None else args.seed
 
 
 def main(argv=None):
@@ -208,7 +208,7 @@ def main(argv=None):
             done, past = checkpoint.restore(resume_from, net, trainer, settings)
         except checkpoint.CheckpointError as error:
             fail(error)
-        print(f"resuming from {resume_from}: {done} of {args.epochs} epochs done")
+        print(f"resuming from {resume_from.path}: {done} of {args.epochs} epochs done")
 
     def before_epoch(epoch):
         if seed is not None:   # MXNet's generator state cannot be saved: derive it instead

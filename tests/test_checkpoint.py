@@ -20,8 +20,7 @@ RUN = ['--train-size', '8192', '--epochs', '3', '--seed', '11']
 
 
 def params_of(path):
-    _, arrays, _ = checkpoint.read(path)
-    return arrays
+    return checkpoint.read(path).arrays
 
 
 def wait_for(path, process, timeout=120):
@@ -112,7 +111,7 @@ def test_resume_with_nothing_saved_yet_starts_and_seeds_the_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"no checkpoint in {tmp_path / 'new'} yet: training from "
                                     f"epoch 1")
-    meta, _, _ = checkpoint.read(tmp_path / 'new' / 'epoch-0001.ckpt')
+    meta = checkpoint.read(tmp_path / 'new' / 'epoch-0001.ckpt').meta
     assert isinstance(meta['settings']['seed'], int)   # drawn, so that a resume can follow it
 
 
@@ -133,7 +132,7 @@ def test_different_shapes_are_named(tmp_path):
     with pytest.raises(checkpoint.CheckpointError,
                        match=r"parameter 0.bias: \(5,\) float32 here, \(3,\) float32 in the "
                              r"checkpoint; parameter 0.weight: \(5, 4\) float32 here, \(3, 4\)"):
-        checkpoint.restore(path, other, other_trainer, SETTINGS)
+        checkpoint.restore(checkpoint.read(path), other, other_trainer, SETTINGS)
 
 
 def test_per_device_statistics_and_random_states_come_back(tmp_path):
@@ -145,7 +144,8 @@ def test_per_device_statistics_and_random_states_come_back(tmp_path):
     expected = np.random.rand(3)
     fresh, fresh_trainer = tiny_net(3)
     np.random.seed(6)
-    assert checkpoint.restore(path, fresh, fresh_trainer, SETTINGS) == (1, [{'epoch': 1}])
+    assert checkpoint.restore(checkpoint.read(path), fresh, fresh_trainer, SETTINGS) == \
+        (1, [{'epoch': 1}])
     assert np.array_equal(np.random.rand(3), expected)
     assert fresh[1].running_mean.data(mx.cpu(0)).asnumpy().tolist() == [0, 0, 0]
     assert fresh[1].running_mean.data(mx.cpu(1)).asnumpy().tolist() == [7, 7, 7]

@@ -63,16 +63,20 @@ def has_all_files(folder):
                for split in FILES.values() for name in split)
 
 
-def find_data_dir(root=None):
+def find_data_dir(root=None, download=True):
     """The folder that holds the four files: `root` if given, else $FASHION_MNIST_DIR, else
-    Debian's package, else MXNet's cache, downloading into the cache only if none has them."""
+    Debian's package, else MXNet's cache, downloading into the cache only if none has them
+    (with `download=False`, a DataError instead)."""
     if root is not None:
         return os.path.expanduser(root)   # read_idx names any file that is missing
     candidates = [os.environ.get(ENV_VAR), DEBIAN_DIR, mxnet_cache_dir()]
     for folder in filter(None, candidates):
         if has_all_files(folder):
             return folder
-    return _download(mxnet_cache_dir(), [c for c in candidates if c])
+    searched = [c for c in candidates if c]
+    if not download:
+        raise DataError(f"Fashion-MNIST is not in {', '.join(searched)}; {HOW_TO_GET}")
+    return _download(mxnet_cache_dir(), searched)
 
 
 def _download(folder, searched):
@@ -197,19 +201,3 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, ctx=None):
     train = ArrayLoader(*load_fashion_mnist(True, root), batch_size, True, resize, ctx)
     test = ArrayLoader(*load_fashion_mnist(False, root), batch_size, False, resize, ctx)
     return train, test
-
-
-def book_data_loaders(batch_size, resize=None, root=None, num_workers=4):
-    """d2lzh's own pipeline (per-sample ToTensor, worker processes) over the verified files:
-    what the book's readers run, for comparisons and for rerunning the book unmodified."""
-    transforms = gluon.data.vision.transforms
-    transformer = transforms.Compose(([transforms.Resize(resize)] if resize else [])
-                                     + [transforms.ToTensor()])
-
-    def loader(train):
-        images, labels = load_fashion_mnist(train, root)
-        dataset = gluon.data.ArrayDataset(nd.array(images[..., None], dtype='uint8'), labels)
-        return gluon.data.DataLoader(dataset.transform_first(transformer), batch_size,
-                                     shuffle=train, num_workers=num_workers)
-
-    return loader(True), loader(False)

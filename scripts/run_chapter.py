@@ -1,118 +1,132 @@
-"""Run a d2lzh chapter as published, offline: its code cells in order, in one namespace.
+"""Rerun d2lzh chapters as published, offline, each in a Jupyter kernel of its own.
 
     python scripts/run_chapter.py chapter_convolutional-neural-networks/batch-norm.md
-    python scripts/run_chapter.py batch-norm.ipynb --epochs 1 --data-dir ~/fashion-mnist
+    python scripts/run_chapter.py ../shared/d2l-zh-v1 --epochs 1 --max-batches 3 --gpus-on-cpu 2
 
-The chapter is the book's markdown source (code in fences opened by ```{.python .input} or
-```{.python .input  n=72}) or a Jupyter notebook. gluon_bn.compat is installed, so
-d2lzh.load_data_fashion_mnist reads local files; nothing else changes. Each cell's output is
-printed as a notebook shows it, the value of a final expression too. IPython magics (%..., !...)
-are skipped. A failing cell ends the run with its number, its first line and the traceback.
+A chapter is the book's markdown source (code in fences opened by ```{.python .input}) or a
+Jupyter notebook; a folder stands for every chapter in it. Each chapter runs cell by cell in a
+fresh IPython kernel, in its own folder, as Jupyter runs it: magics, `!commands` and the display
+of a cell's last value are IPython's. Fashion-MNIST comes from local, verified files
+(gluon_bn.compat), whichever way the chapter asks for it. What the options change is announced
+once, and again in each cell where it takes effect. A `!command` whose program is not installed
+here, or a magic IPython does not know, is skipped with a notice naming the line.
+
+At the end a table gives each chapter's result (passed, or the cell that failed and why), the
+lines skipped, the figures saved and the seconds taken; the exit status is 1 if any failed.
 """
 import argparse
-import ast
-import json
 import os
-import re
 import sys
-import traceback
 
-os.environ.setdefault('MPLBACKEND', 'Agg')   # figures go nowhere: no display here
-
-from gluon_bn import compat  # noqa: E402
-from gluon_bn.context import parse_context  # noqa: E402
-
-FENCE = re.compile(r'^```\{\.python \.input[^}]*\}[ \t]*\n(.*?)^```', re.S | re.M)
-EPOCHS_HOOK = '__run_chapter_epochs__'
+from gluon_bn import chapters
+from gluon_bn.context import parse_context
 
 
-def read_cells(path):
-    """The chapter's code cells, as strings."""
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    if path.endswith('.ipynb'):
-        cells = json.loads(text)['cells']
-        return [''.join(c['source']) for c in cells if c.get('cell_type') == 'code']
-    return FENCE.findall(text)
-
-
-class OverrideEpochs(ast.NodeTransformer):
-    """After every assignment to num_epochs, set it to the value given on the command line."""
-
-    def visit_Assign(self, node):
-        names = {n.id for target in node.targets for n in ast.walk(target)
-                 if isinstance(n, ast.Name)}
-        if 'num_epochs' not in names:
-            return node
-        hook = ast.parse(f'num_epochs = {EPOCHS_HOOK}(num_epochs)').body[0]
-        return [node, hook]
-
-
-def compile_cell(source, number, epochs):
-    """(body, last expression or None), with magics dropped and num_epochs overridden."""
-    lines = [line for line in source.splitlines() if not line.lstrip().startswith(('%', '!'))]
-    tree = ast.parse('\n'.join(lines), filename=f'<cell {number}>')
-    if epochs is not None:
-        tree = ast.fix_missing_locations(OverrideEpochs().visit(tree))
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, f'<cell {number}>', 'exec')
-    return body, (compile(last, f'<cell {number}>', 'eval') if last else None)
-
-
-def epochs_hook(epochs):
-    def override(chapter_value):
-        if chapter_value != epochs:
-            print(f"[run_chapter] num_epochs = {epochs} (the chapter says {chapter_value})")
-        return epochs
-    return override
-
-
-def run(cells, epochs=None):
-    """Execute the cells; returns the number of the failing cell, or None."""
-    namespace = {'__name__': '__main__', EPOCHS_HOOK: epochs_hook(epochs)}
-    for number, source in enumerate(cells, 1):
-        print(f'In [{number}]:', flush=True)
-        try:
-            body, last = compile_cell(source, number, epochs)
-            exec(body, namespace)
-            if last is not None:
-                value = eval(last, namespace)
-                if value is not None:
-                    print(repr(value))
-        except BaseException:   # SystemExit and KeyboardInterrupt from a cell end the run too
-            first_line = next((l for l in source.splitlines() if l.strip()), '')
-            print(f'[run_chapter] cell {number} failed: {first_line.strip()}', file=sys.stderr)
-            traceback.print_exc()
-            return number
-        sys.stdout.flush()
-    return None
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def context(text):
     try:
-        return parse_context(text)
+        parse_context(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('paths', nargs='+', metavar='PATH',
+                        help='chapters (.md, .ipynb) or folders of them')
+    parser.add_argument('--epochs', type=positive_int,
+                        help="train for N epochs: overrides num_epochs and hard-coded epoch loops")
+    parser.add_argument('--max-batches', type=positive_int, metavar='N',
+                        help="every pass over a data loader stops after N batches")
+    parser.add_argument('--ctx', type=context, help="what d2lzh.try_gpu() returns (cpu, gpu:1)")
+    parser.add_argument('--gpus-on-cpu', type=positive_int, metavar='N',
+                        help="mx.gpu(i) is mx.cpu(i) for i < N: GPU chapters on a CPU")
+    parser.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files')
+    parser.add_argument('--figures', metavar='DIR',
+                        help="where figures are saved (default: figures/ beside the report or "
+                             "notebook, else in the current folder)")
+    parser.add_argument('--report', metavar='FILE', help='write the summary to FILE.json or FILE.md')
+    parser.add_argument('--notebook', metavar='OUT',
+                        help='save each executed notebook: OUT.ipynb for one chapter, else a folder')
+    args = parser.parse_args(argv)
+    if args.report and not args.report.endswith(('.json', '.md')):
+        parser.error(f"--report: expected a .json or .md file name, got {args.report!r}")
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        parser.error(f"--data-dir: {args.data_dir} is not a folder")
+    try:
+        args.chapters = chapters.find_chapters(args.paths)
+    except chapters.ChapterError as error:
+        parser.error(str(error))
+    if args.notebook and args.notebook.endswith('.ipynb') and len(args.chapters) > 1:
+        parser.error("--notebook: a single .ipynb file holds one chapter; give a folder")
+    if args.figures is None:
+        beside = args.report or args.notebook
+        args.figures = os.path.join(os.path.dirname(beside) if beside else '', 'figures')
+    return args
+
+
+def announce(settings):
+    if settings.epochs is not None:
+        print(f"[run_chapter] --epochs {settings.epochs}: num_epochs, and any loop over epochs "
+              f"with a fixed count, run {settings.epochs} epoch(s)")
+    if settings.max_batches is not None:
+        print(f"[run_chapter] --max-batches {settings.max_batches}: every pass over a data loader "
+              f"stops after {settings.max_batches} batch(es); losses and accuracies cover only those")
+    if settings.gpus_on_cpu is not None:
+        n = settings.gpus_on_cpu
+        print(f"[run_chapter] --gpus-on-cpu {n}: mx.gpu(i) is mx.cpu(i) for i < {n}, and d2lzh "
+              f"sees {n} GPU(s). They share this machine's CPU cores, so the chapter's results hold "
+              f"but its timings show no multi-GPU speed-up")
+    if settings.ctx is not None:
+        print(f"[run_chapter] --ctx {settings.ctx}: d2lzh.try_gpu() returns it")
+
+
+def notebook_path(args, file, name):
+    if not args.notebook:
+        return None
+    if args.notebook.endswith('.ipynb'):
+        return args.notebook
+    return os.path.join(args.notebook, os.path.splitext(name)[0] + '.ipynb')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('path', help='the chapter: .md (d2lzh markdown source) or .ipynb')
-    parser.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files')
-    parser.add_argument('--epochs', type=int, help="override the chapter's num_epochs")
-    parser.add_argument('--ctx', type=context, help="what d2lzh.try_gpu() returns")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    settings = chapters.Settings(args.epochs, args.max_batches, args.ctx, args.gpus_on_cpu,
+                                 args.data_dir)
+    announce(settings)
+    results = []
     try:
-        cells = read_cells(args.path)
-    except (OSError, ValueError, KeyError) as error:
-        sys.exit(f"run_chapter.py: error: cannot read {args.path}: {error}")
-    if not cells:
-        sys.exit(f"run_chapter.py: error: {args.path} has no code cells")
-    with compat.offline(args.data_dir, args.ctx):
-        failed = run(cells, args.epochs)
-    if failed is not None:
+        for file, name in args.chapters:
+            print(f"\n=== {name}", flush=True)
+            figures = os.path.join(args.figures, os.path.splitext(name)[0])
+            results.append(chapters.run_chapter(file, settings, name=name, figures_dir=figures,
+                                                notebook_path=notebook_path(args, file, name)))
+            if results[-1].interrupted:
+                break
+    except KeyboardInterrupt:
+        pass
+    if len(results) < len(args.chapters):
+        print(f"\n[run_chapter] interrupted: {len(args.chapters) - len(results)} chapter(s) "
+              f"not run", file=sys.stderr)
+    print('\n' + chapters.summary_table(results))
+    if args.report:
+        write = chapters.json_report if args.report.endswith('.json') else chapters.markdown_report
+        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+        chapters.write_atomically(args.report, write(results, settings).encode('utf-8'))
+        print(f"[run_chapter] report written to {args.report}")
+    if len(results) < len(args.chapters) or any(r.interrupted for r in results):
+        sys.exit(130)
+    if not all(r.passed for r in results):
         sys.exit(1)
 
 

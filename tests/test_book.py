@@ -1,0 +1,44 @@
+"""The book's own chapters (../shared/d2l-zh-v1: 16 chapters that train on Fashion-MNIST,
+unmodified) rerun offline on the CPU with scripts/run_chapter.py, one batch per pass: each
+passes, the two figures the chapters draw are saved, and the one shell escape that cannot run
+here is reported."""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from gluon_bn import data
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BOOK = ROOT.parent / 'shared' / 'd2l-zh-v1'
+SCRIPT = ROOT / 'scripts' / 'run_chapter.py'
+
+pytestmark = [
+    pytest.mark.book,
+    pytest.mark.skipif(not BOOK.is_dir(), reason=f"the book's chapters are not in {BOOK}"),
+    pytest.mark.skipif(not data.has_all_files(data.DEBIAN_DIR),
+                       reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)'),
+]
+
+
+def test_every_chapter_of_the_book_reruns_offline_on_the_cpu(tmp_path):
+    report = tmp_path / 'report.json'
+    run = subprocess.run([sys.executable, str(SCRIPT), str(BOOK), '--epochs', '1',
+                          '--max-batches', '1', '--ctx', 'cpu', '--gpus-on-cpu', '2',
+                          '--report', str(report)], capture_output=True, text=True, timeout=1200)
+    results = {r['chapter']: r for r in json.loads(report.read_text())['results']}
+    chapters = {str(p.relative_to(BOOK)) for p in BOOK.glob('chapter_*/*.md')}
+    assert set(results) == chapters and len(chapters) == 16
+    failed = [f"{name}: {r['outcome']}" for name, r in results.items() if not r['passed']]
+    assert not failed and run.returncode == 0, '\n'.join(failed) + run.stderr[-3000:]
+    drawn = {name for name, r in results.items() if r['figures']}
+    assert drawn == {'chapter_deep-learning-basics/fashion-mnist.md',
+                     'chapter_deep-learning-basics/softmax-regression-scratch.md'}
+    if shutil.which('nvidia-smi') is None:
+        assert results['chapter_computational-performance/multiple-gpus.md']['skipped'] == [
+            'cell 1, line 1: `!nvidia-smi`']
+    assert {name for name, r in results.items() if r['skipped']} <= {
+        'chapter_computational-performance/multiple-gpus.md'}

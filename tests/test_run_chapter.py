@@ -96,6 +96,7 @@ def book(tmp_path_factory):
     out = root / 'out'
     run = run_script(folder, '--epochs', 2, '--max-batches', 3, '--gpus-on-cpu', 2,
                      '--report', out / 'report.json', '--notebook', out / 'notebooks')
+    assert (out / 'report.json').is_file(), run.stderr
     report = json.loads((out / 'report.json').read_text())
     return run, {r['chapter']: r for r in report['results']}, out
 
@@ -234,10 +235,12 @@ def test_ctrl_c_stops_the_run_kills_the_kernel_and_still_prints_the_table(tmp_pa
     second.write_text(markdown(["print('never')"]))
     run = subprocess.Popen([sys.executable, SCRIPT, str(first), str(second)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kernel = None
     for line in run.stdout:
         if line.startswith('kernel '):
             kernel = int(line.split()[1])
             break
+    assert kernel is not None, run.stderr.read()
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 130

@@ -4,8 +4,12 @@
         python scripts/train_lenet_bn.py --kvstore dist_sync --epochs 1
 
 Starts one scheduler, the servers and the workers as separate processes on loopback, on a free
-port, and waits for the workers; every process it started is stopped when it ends, fails or gets
-Ctrl-C. Its exit status is the first failing worker's, else 0.
+port (or --port), and watches all of them. When every worker has finished, it stops the rest
+and exits 0. When any process fails first (a non-zero status, a signal, or a scheduler or
+server that leaves while workers still run) it says which one and how, stops every other
+process at once, and exits with the failing worker's status (1 for a scheduler or server,
+128 + N for signal N). Ctrl-C or SIGTERM stop everything too. Each process runs in a process
+group of its own, so what it started itself (data-loading workers) is stopped with it.
 
 On several machines the program stays the same; each process gets the environment this launcher
 sets (see README, "Several machines"): DMLC_ROLE (scheduler, server or worker),
@@ -18,8 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 HOST = '127.0.0.1'
+POLL_S = 0.1
+# A scheduler or server may end a moment before the last worker's process is gone.
+GRACE_S = 5.0
+STOP_S = 3.0     # after SIGTERM, how long a process group gets before SIGKILL
 
 
 def free_port():
@@ -28,45 +37,84 @@ def free_port():
         return s.getsockname()[1]
 
 
-def stop(processes, timeout=10):
-    """Terminate, then kill, whatever is still running."""
+def describe(code):
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
+def stop(processes):
+    """SIGTERM every process group still there, then SIGKILL what is left after STOP_S, and
+    reap them all (no zombie)."""
+    def signal_group(process, signum):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
     for p in processes:
-        if p.poll() is None:
-            p.terminate()
+        signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_S
     for p in processes:
         try:
-            p.wait(timeout)
+            p.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            pass
+        signal_group(p, signal.SIGKILL)   # the group's other members too
+        p.wait()
+
+
+def watch(processes, names, num_workers):
+    """Waits until all workers have finished (returns 0) or a process fails (says which and
+    returns the launcher's exit status)."""
+    workers = processes[-num_workers:]
+    left_at = {}   # scheduler or server -> when it was seen gone with status 0
+    while True:
+        if all(w.poll() == 0 for w in workers):
+            return 0
+        for p in processes:
+            code = p.poll()
+            if code is None or (code == 0 and p in workers):
+                continue
+            if code == 0 and time.monotonic() - left_at.setdefault(p, time.monotonic()) < GRACE_S:
+                continue
+            what = describe(code) if code else "ended while workers were still running"
+            print(f"launch_dist.py: {names[p]} (pid {p.pid}) {what}; stopping the other "
+                  f"processes", file=sys.stderr, flush=True)
+            if code < 0:
+                return 128 - code
+            return code if p in workers else 1
+        time.sleep(POLL_S)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--servers', type=int, default=1)
+    parser.add_argument('--port', type=int, help="the scheduler's port (default: a free one)")
     parser.add_argument('command', nargs=argparse.REMAINDER,
                         help='the workers\' command, after --')
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ['--'] else args.command
     if not command or args.workers < 1 or args.servers < 1:
         parser.error('give at least one worker, one server and a command after --')
+    if args.port is not None and not 0 < args.port < 65536:
+        parser.error(f"--port must be between 1 and 65535, got {args.port}")
 
-    env = dict(os.environ, DMLC_PS_ROOT_URI=HOST, DMLC_PS_ROOT_PORT=str(free_port()),
-               DMLC_NUM_SERVER=str(args.servers), DMLC_NUM_WORKER=str(args.workers),
-               DMLC_NODE_HOST=HOST)
+    env = dict(os.environ, DMLC_PS_ROOT_URI=HOST, DMLC_NUM_SERVER=str(args.servers),
+               DMLC_PS_ROOT_PORT=str(args.port or free_port()),
+               DMLC_NUM_WORKER=str(args.workers), DMLC_NODE_HOST=HOST)
     # A scheduler or server is MXNet itself: importing it with that role runs the role.
     serve = [sys.executable, '-c', 'import mxnet']
-    processes = []
+    processes, names = [], {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         for role, count, cmd in (('scheduler', 1, serve), ('server', args.servers, serve),
                                  ('worker', args.workers, command)):
-            for _ in range(count):
-                processes.append(subprocess.Popen(cmd, env=dict(env, DMLC_ROLE=role)))
-        workers = processes[1 + args.servers:]
-        codes = [w.wait() for w in workers]
-        return next((code for code in codes if code), 0)
+            for i in range(count):
+                p = subprocess.Popen(cmd, env=dict(env, DMLC_ROLE=role), start_new_session=True)
+                processes.append(p)
+                names[p] = role if role == 'scheduler' else f"{role} {i}"
+        return watch(processes, names, args.workers)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,10 @@ def launch(worker_command, marker):
     return subprocess.Popen([sys.executable, LAUNCHER, '--workers', '2', '--servers', '1', '--',
                              *worker_command], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+SLEEPER = [sys.executable, '-c',
+           "import time, mxnet as mx; kv = mx.kv.create('dist_sync'); time.sleep(300)"]
 
 
 def processes_with(marker):
@@ -52,9 +57,7 @@ def test_workers_hold_identical_parameters_after_every_step():
 
 def test_ctrl_c_stops_every_process():
     marker = uuid.uuid4().hex
-    sleeper = [sys.executable, '-c',
-               "import time, mxnet as mx; kv = mx.kv.create('dist_sync'); time.sleep(300)"]
-    launcher = launch(sleeper, marker)
+    launcher = launch(SLEEPER, marker)
     deadline = time.time() + 60
     while len(processes_with(marker)) < 5 and time.time() < deadline:   # launcher + 4
         time.sleep(0.2)
@@ -62,6 +65,46 @@ def test_ctrl_c_stops_every_process():
     launcher.send_signal(signal.SIGINT)
     launcher.communicate(timeout=60)
     assert launcher.returncode == 130
+    assert processes_with(marker) == []
+
+
+def role_of(pid):
+    with open(f'/proc/{pid}/environ', 'rb') as f:
+        variables = dict(item.split(b'=', 1) for item in f.read().split(b'\0') if b'=' in item)
+    return variables.get(b'DMLC_ROLE', b'launcher').decode()
+
+
+@pytest.mark.parametrize('victim', ['worker', 'scheduler', 'server'])
+def test_a_process_that_dies_ends_the_whole_run_within_seconds(victim):
+    marker = uuid.uuid4().hex
+    launcher = launch(SLEEPER, marker)
+    deadline = time.time() + 60
+    while len(processes_with(marker)) < 5 and time.time() < deadline:   # launcher + 4
+        time.sleep(0.2)
+    pid = next(p for p in processes_with(marker) if role_of(p) == victim)
+    time.sleep(1)   # all connected to the scheduler
+    os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    out, err = launcher.communicate(timeout=60)
+    assert time.time() - killed < 10
+    assert launcher.returncode == 128 + signal.SIGKILL
+    assert re.search(rf"{victim}( \d)? \(pid {pid}\) was killed by SIGKILL; stopping the other "
+                     rf"processes", err)
+    assert processes_with(marker) == []
+
+
+def test_a_scheduler_that_cannot_bind_its_port_ends_the_run():
+    marker = uuid.uuid4().hex
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        env = dict(os.environ, GLUON_BN_TEST_MARKER=marker)
+        launcher = subprocess.run([sys.executable, LAUNCHER, '--port', str(taken.getsockname()[1]),
+                                   '--', *SLEEPER], env=env, capture_output=True, text=True,
+                                  timeout=60)
+    assert launcher.returncode == 1
+    assert 'bind failed' in launcher.stderr
+    assert re.search(r"scheduler \(pid \d+\) exited with status 1; stopping", launcher.stderr)
     assert processes_with(marker) == []
 
 

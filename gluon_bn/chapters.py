@@ -25,6 +25,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from .files import write_atomically
 from .rerun import NOTICE_MIME
 
 SUFFIXES = ('.md', '.ipynb')
@@ -312,19 +313,6 @@ def run_chapter(path, settings=None, *, name=None, figures_dir=None, notebook_pa
         run.say(f"--epochs {settings.epochs}: nothing to change, the chapter sets no "
                 f"num_epochs and has no loop over epochs")
     return result
-
-
-def write_atomically(path, content):
-    """Write bytes to a temporary file beside `path`, then rename it: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 # --- reporting -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ MXNet cannot read back its generator's state, so runs that checkpoint reseed it 
 every epoch from (seed, epoch) (`epoch_seed`): the state an epoch starts from is then a function
 of what the checkpoint holds.
 """
+import fcntl
 import io
 import json
 import os
@@ -39,6 +40,46 @@ class Saved(NamedTuple):
     meta: dict
     arrays: dict           # '{parameter}@{device index}' -> NumPy array
     trainer_states: bytes
+
+
+class FolderLock:
+    """A run's exclusive hold on its checkpoint folder: an OS lock (flock) on DIR/.lock, which
+    the system releases when the process ends, however it ends, so no stale lock survives a
+    crash. A second run on the same folder stops at once instead of overwriting the first's
+    checkpoints."""
+
+    def __init__(self, folder):
+        self.folder, self._fd = folder, None
+
+    def acquire(self):
+        fd = os.open(os.path.join(self.folder, '.lock'), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors='replace').strip() or 'unknown'
+            os.close(fd)
+            raise CheckpointError(f"{self.folder} is in use by another run (pid {holder}): wait "
+                                  f"for it to end, or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        _held.append(self)   # held until release() or the end of the process
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)   # closing the descriptor releases the lock
+            self._fd = None
+            _held.remove(self)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+_held = []
 
 
 def path_for(folder, epoch):
@@ -87,14 +128,22 @@ def save(folder, epoch, net, trainer, settings, history):
             trainer_states = f.read()
     path = path_for(folder, epoch)
     tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp')
-    with open(tmp, 'wb') as f:
-        with zipfile.ZipFile(f, 'w') as archive:
-            archive.writestr('meta.json', json.dumps(meta))
-            archive.writestr('params.npz', buffer.getvalue())
-            archive.writestr('trainer.states', trainer_states)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            with zipfile.ZipFile(f, 'w') as archive:
+                archive.writestr('meta.json', json.dumps(meta))
+                archive.writestr('params.npz', buffer.getvalue())
+                archive.writestr('trainer.states', trainer_states)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:   # a full disk, say: no half file left behind
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise CheckpointError(f"could not save {path} ({error.strerror or error}); the "
+                                  f"checkpoints before it are whole") from None
+        raise
     directory = os.open(folder, os.O_RDONLY)   # make the rename itself durable
     try:
         os.fsync(directory)

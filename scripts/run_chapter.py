@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from gluon_bn import chapters
+from gluon_bn import chapters, files
 from gluon_bn.context import parse_context
 
 
@@ -122,7 +122,7 @@ def main(argv=None):
     if args.report:
         write = chapters.json_report if args.report.endswith('.json') else chapters.markdown_report
         os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
-        chapters.write_atomically(args.report, write(results, settings).encode('utf-8'))
+        files.write_atomically(args.report, write(results, settings).encode('utf-8'))
         print(f"[run_chapter] report written to {args.report}")
     if len(results) < len(args.chapters) or any(r.interrupted for r in results):
         sys.exit(130)

@@ -11,6 +11,7 @@ that the same --seed on the CPU writes the same file, also when the run was inte
 resumed from its checkpoints (gluon_bn.checkpoint).
 """
 import argparse
+import io
 import json
 import os
 import random
@@ -24,7 +25,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, init, nd
 
-from gluon_bn import checkpoint
+from gluon_bn import checkpoint, files
 from gluon_bn.context import parse_context, try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
@@ -45,12 +46,36 @@ def positive(kind):
     return parse
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def learning_rate(text):
+    """A positive, finite number that MXNet's optimizers (which keep it as a float32) accept."""
+    value = float(text)
+    if not 0 < value <= FLOAT32_MAX:   # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a positive number up to {FLOAT32_MAX:.3g} "
+                                         f"(MXNet keeps it as a float32), got {text}")
+    return value
+
+
+def seed(text):
+    value = int(text)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {text}")
+    return value
+
+
 def contexts(text):
     """'cpu', 'gpu:1', 'cpu:0,cpu:1' -> a list of MXNet contexts."""
     try:
-        return [parse_context(part) for part in text.split(',')]
+        ctxs = [parse_context(part) for part in text.split(',')]
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    twice = sorted({str(c) for c in ctxs if ctxs.count(c) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} listed twice: each device holds "
+                                         f"one part of the batch")
+    return ctxs
 
 
 def gpus(text):
@@ -65,7 +90,7 @@ def parse_args(argv):
                         "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), "
                         "SyncBatchNorm (statistics over the batch of all --ctx devices), or none")
     p.add_argument('--epochs', type=positive(int), default=5)
-    p.add_argument('--lr', type=positive(float), default=1.0)
+    p.add_argument('--lr', type=learning_rate, default=1.0)
     p.add_argument('--batch-size', type=positive(int), default=256)
     devices = p.add_mutually_exclusive_group()
     devices.add_argument('--ctx', type=contexts, default=None,
@@ -80,7 +105,7 @@ def parse_args(argv):
                                       '$FASHION_MNIST_DIR, then Debian\'s, then MXNet\'s cache)')
     p.add_argument('--train-size', type=positive(int), default=None,
                    help='train on the first N training images only (a quick check)')
-    p.add_argument('--seed', type=int, default=None, help='seed every random generator')
+    p.add_argument('--seed', type=seed, default=None, help='seed every random generator')
     p.add_argument('--checkpoint-dir', metavar='DIR',
                    help='after every epoch, save all that is needed to continue the run in DIR '
                         '(created if missing; it must not hold another run\'s checkpoints)')
@@ -99,9 +124,16 @@ def parse_args(argv):
             and not os.path.isdir(args.checkpoint_dir):
         p.error(f"--checkpoint-dir: {args.checkpoint_dir} is a file")
     for option, path in (('--out', args.out), ('--plot', args.plot)):
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            p.error(f"{option}: folder {folder} does not exist")
+        if path:
+            problem = files.unwritable(path)
+            if problem:   # now, not after the whole run
+                p.error(f"{option}: {problem}")
+    if args.plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        if plot_format(args.plot) not in kinds:
+            p.error(f"--plot: matplotlib cannot write .{plot_format(args.plot)} files; use one "
+                    f"of .{', .'.join(sorted(kinds))}")
     return args
 
 
@@ -119,6 +151,7 @@ def seed_everything(seed):
 
 
 def plot(history, path):
+    """The figure of loss and accuracies per epoch, as the bytes of an image file."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -134,8 +167,14 @@ def plot(history, path):
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format=plot_format(path))
     plt.close(fig)
+    return image.getvalue()
+
+
+def plot_format(path):
+    return os.path.splitext(path)[1][1:].lower() or 'png'
 
 
 def fail(message):
@@ -143,8 +182,10 @@ def fail(message):
 
 
 def find_checkpoint(args):
-    """The checkpoint to resume from, read (None: train from the start); the run's seed."""
+    """The checkpoint to resume from, read (None: train from the start); the run's seed. The
+    folder is locked first, for as long as this process lives."""
     os.makedirs(args.checkpoint_dir, exist_ok=True)
+    checkpoint.FolderLock(args.checkpoint_dir).acquire()
     path = checkpoint.latest(args.checkpoint_dir)
     if path is None:
         if args.resume:
@@ -155,6 +196,9 @@ def find_checkpoint(args):
         fail(f"{args.checkpoint_dir} holds the checkpoints of a run (the last: {path}): pass "
              f"--resume to continue it, or choose another folder")
     saved = checkpoint.read(path)
+    if saved.meta['epoch'] > args.epochs:
+        fail(f"--epochs {args.epochs}, but {path} has {saved.meta['epoch']} epochs done: pass "
+             f"--epochs {saved.meta['epoch']} or more")
     return saved, saved.meta['settings']['seed'] if args.seed is None else args.seed
 
 
@@ -216,8 +260,11 @@ def main(argv=None):
 
     def after_epoch(history):
         if args.checkpoint_dir:
-            checkpoint.save(args.checkpoint_dir, done + len(history), net, trainer, settings,
-                            past + history)
+            try:
+                checkpoint.save(args.checkpoint_dir, done + len(history), net, trainer,
+                                settings, past + history)
+            except checkpoint.CheckpointError as error:
+                fail(error)
 
     show_progress = args.progress and sys.stderr.isatty()
     start = time.time()
@@ -228,18 +275,22 @@ def main(argv=None):
                                after_epoch=after_epoch)
     seconds = time.time() - start
 
+    lost = []   # outputs that could not be written where asked, and where they are instead
     if args.out and rank == 0:
         metrics = [{k: r[k] for k in ('epoch', 'loss', 'train_acc', 'test_acc')} for r in history]
-        with open(args.out, 'w') as f:
-            json.dump({'settings': {**settings, 'epochs': args.epochs}, 'epochs': metrics}, f,
-                      indent=2)
-            f.write('\n')
+        text = json.dumps({'settings': {**settings, 'epochs': args.epochs}, 'epochs': metrics},
+                          indent=2) + '\n'
+        lost.append(('metrics', args.out, *files.write_or_keep(args.out, text.encode())))
     if args.plot and rank == 0:
-        plot(history, args.plot)
+        lost.append(('plot', args.plot, *files.write_or_keep(args.plot, plot(history, args.plot))))
     best = max(history, key=lambda r: r['test_acc'])
     print(f"done: bn={args.bn}, {args.epochs} epochs on {ctx}, test acc "
           f"{history[-1]['test_acc']:.3f} (best {best['test_acc']:.3f} at epoch {best['epoch']}), "
           f"{seconds:.1f} sec")
+    lost = [f"could not write the {what} to {path} ({error.strerror or error}); they are in "
+            f"{kept} instead" for what, path, kept, error in lost if error]
+    if lost:
+        fail('; '.join(lost))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Checkpoints: a run killed mid-epoch and resumed ends exactly as an uninterrupted one; a crash
 while writing, a damaged file or another run's checkpoint never costs what was saved."""
+import errno
 import os
 import signal
 import subprocess
@@ -64,6 +65,11 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, bn, ctx):
         assert np.array_equal(ours[key], theirs[key]), key
 
 
+def checkpoints_in(folder):
+    """The files in a checkpoint folder but its lock file."""
+    return sorted(name for name in os.listdir(folder) if name != '.lock')
+
+
 def small_run(tmp_path, epochs=1):
     folder = tmp_path / 'run'
     result = cli('--train-size', '512', '--epochs', str(epochs), '--seed', '2',
@@ -86,7 +92,7 @@ def test_a_damaged_checkpoint_is_reported_and_kept(tmp_path):
         f"train_lenet_bn.py: error: {path} is not a readable checkpoint (Bad CRC-32 for file "
         f"'params.npz'). It was left as it is: move it away to resume from the epoch before, "
         f"or train afresh in another folder"]
-    assert path.read_bytes() == bytes(damaged) and os.listdir(folder) == ['epoch-0001.ckpt']
+    assert path.read_bytes() == bytes(damaged) and checkpoints_in(folder) == ['epoch-0001.ckpt']
 
 
 @real_data
@@ -101,7 +107,7 @@ def test_another_runs_checkpoint_is_refused_and_kept(tmp_path):
     result = cli('--train-size', '512', '--epochs', '2', '--checkpoint-dir', str(folder))
     assert result.returncode == 1 and '--resume' in result.stderr   # no silent fresh start
     assert (folder / 'epoch-0001.ckpt').read_bytes() == before
-    assert os.listdir(folder) == ['epoch-0001.ckpt']
+    assert checkpoints_in(folder) == ['epoch-0001.ckpt']
 
 
 @real_data
@@ -169,11 +175,80 @@ def test_a_crash_while_writing_leaves_the_last_checkpoint_whole(tmp_path, monkey
         checkpoint.save(str(tmp_path), 2, net, trainer, SETTINGS, [])
     assert checkpoint.latest(str(tmp_path)) == first
     assert open(first, 'rb').read() == before
-    assert sorted(os.listdir(tmp_path)) == ['.epoch-0002.ckpt.tmp', 'epoch-0001.ckpt']
+    assert sorted(os.listdir(tmp_path)) == ['epoch-0001.ckpt']   # no half file
+    # A SIGKILL leaves the half file; the next save of that epoch writes over it.
+    (tmp_path / '.epoch-0002.ckpt.tmp').write_bytes(b'PK half')
     monkeypatch.undo()
     assert checkpoint.save(str(tmp_path), 2, net, trainer, SETTINGS, []) == \
         str(tmp_path / 'epoch-0002.ckpt')
     assert sorted(os.listdir(tmp_path)) == ['epoch-0001.ckpt', 'epoch-0002.ckpt']
+
+
+def test_a_full_disk_while_saving_is_reported_and_leaves_no_half_file(tmp_path, monkeypatch):
+    net, trainer = tiny_net(3)
+    first = checkpoint.save(str(tmp_path), 1, net, trainer, SETTINGS, [])
+
+    def full(self, name, data, *rest, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(zipfile.ZipFile, 'writestr', full)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"could not save .*epoch-0002.ckpt \(No space left on device\); "
+                             r"the checkpoints before it are whole"):
+        checkpoint.save(str(tmp_path), 2, net, trainer, SETTINGS, [])
+    assert sorted(os.listdir(tmp_path)) == ['epoch-0001.ckpt']
+    assert checkpoint.latest(str(tmp_path)) == first
+
+
+def test_a_folder_is_held_by_one_run_and_freed_when_its_process_dies(tmp_path):
+    folder = str(tmp_path)
+    holder = subprocess.Popen([sys.executable, '-c',
+                               f"from gluon_bn import checkpoint; "
+                               f"checkpoint.FolderLock({folder!r}).acquire(); "
+                               f"print('held', flush=True); import time; time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == 'held\n'
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=rf"{folder} is in use by another run \(pid {holder.pid}\): wait"):
+        checkpoint.FolderLock(folder).acquire()
+    holder.kill()   # a crash: the system releases the lock
+    holder.wait()
+    with checkpoint.FolderLock(folder):
+        with pytest.raises(checkpoint.CheckpointError, match='in use by another run'):
+            checkpoint.FolderLock(folder).acquire()
+    checkpoint.FolderLock(folder).acquire().release()
+
+
+@real_data
+def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
+    folder = tmp_path / 'run'
+    first = subprocess.Popen([sys.executable, SCRIPT, '--train-size', '8192', '--epochs', '3',
+                              '--checkpoint-dir', str(folder), '--no-progress'],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(folder / '.lock', first)
+    time.sleep(0.5)
+    second = cli('--bn', 'hybrid', '--train-size', '512', '--epochs', '1', '--checkpoint-dir',
+                 str(folder), '--resume')
+    assert second.returncode == 1
+    assert second.stderr.strip() == (f"train_lenet_bn.py: error: {folder} is in use by another "
+                                     f"run (pid {first.pid}): wait for it to end, or choose "
+                                     f"another folder")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert checkpoints_in(folder) == ['epoch-0001.ckpt', 'epoch-0002.ckpt', 'epoch-0003.ckpt']
+    assert checkpoint.read(folder / 'epoch-0003.ckpt').meta['settings']['bn'] == 'scratch'
+
+
+@real_data
+def test_resuming_with_fewer_epochs_than_done_is_refused(tmp_path):
+    folder = small_run(tmp_path, epochs=2)
+    result = cli('--train-size', '512', '--epochs', '1', '--checkpoint-dir', str(folder),
+                 '--resume', '--out', str(tmp_path / 'metrics.json'))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"train_lenet_bn.py: error: --epochs 1, but "
+                                     f"{folder / 'epoch-0002.ckpt'} has 2 epochs done: pass "
+                                     f"--epochs 2 or more")
+    assert not (tmp_path / 'metrics.json').exists()
 
 
 def test_the_seed_of_an_epoch_depends_on_run_and_epoch():

@@ -1,11 +1,16 @@
 """scripts/train_lenet_bn.py as a user runs it."""
+import errno
+import importlib.util
+import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
 
-from gluon_bn import data
+from gluon_bn import data, files
 
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, 'scripts', 'train_lenet_bn.py')
 real_data = pytest.mark.skipif(
@@ -31,6 +36,15 @@ def cli(*args):
     (['--checkpoint-dir', SCRIPT], ['--checkpoint-dir', 'is a file']),
     (['--checkpoint-dir', 'runs', '--kvstore', 'dist_sync'], ['not supported with --kvstore']),
     (['--out', '/no/such/folder/metrics.json'], ['--out', '/no/such/folder']),
+    (['--out', '/tmp'], ['--out: /tmp is a folder']),
+    (['--out', '/dev/full'], ['--out: /dev/full is not a regular file']),
+    (['--plot', '/proc/curves.png'], ['--plot: cannot write in /proc']),
+    (['--plot', 'curves.xyz'], ['--plot: matplotlib cannot write .xyz files; use one of', '.png']),
+    (['--lr', 'nan'], ['--lr', 'must be a positive number up to 3.4e+38', 'got nan']),
+    (['--lr', 'inf'], ['--lr', 'got inf']),
+    (['--lr', '1e300'], ['--lr', '(MXNet keeps it as a float32), got 1e300']),
+    (['--seed', '-1'], ['--seed', 'must be between 0 and 2**32 - 1, got -1']),
+    (['--ctx', 'cpu:0,cpu:0'], ['--ctx', 'cpu(0) listed twice']),
     (['--data-dir', '/no/such/folder'], ['train-images-idx3-ubyte.gz: no such file',
                                          'apt-get install dataset-fashion-mnist']),
 ])
@@ -68,3 +82,36 @@ def test_the_same_seed_writes_the_same_metrics(tmp_path, bn):
     assert first == again and first != other
     assert lines[0] == 'training on cpu(0)' and lines[-1].startswith(f'done: bn={bn}, 2 epochs')
     assert (tmp_path / 'a.json.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location('train_lenet_bn', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@real_data
+def test_results_that_cannot_be_written_at_the_end_are_kept_elsewhere(tmp_path, monkeypatch,
+                                                                      capsys):
+    out, plot = tmp_path / 'metrics.json', tmp_path / 'curves.png'
+    real_write = files.write_atomically
+
+    def full_disk(path, content):
+        if path == str(out):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(path, content)
+
+    monkeypatch.setattr(files, 'write_atomically', full_disk)
+    with pytest.raises(SystemExit) as exit:
+        load_cli().main(['--train-size', '256', '--epochs', '1', '--seed', '3', '--out',
+                         str(out), '--plot', str(plot), '--no-progress'])
+    message = str(exit.value.code)
+    kept = re.search(r"could not write the metrics to \S+ \(No space left on device\); they "
+                     r"are in (\S+) instead", message)
+    assert kept, message
+    saved = json.loads(pathlib.Path(kept.group(1)).read_text())
+    assert saved['settings']['epochs'] == 1 and len(saved['epochs']) == 1
+    os.unlink(kept.group(1))
+    assert not out.exists() and plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert 'done: bn=scratch, 1 epochs' in capsys.readouterr().out

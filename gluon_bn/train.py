@@ -79,7 +79,7 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
         y_hat = net(X_part)
         return y_hat, loss(y_hat, y_part).sum()
 
-    history = []
+    history, dropped, warmed = [], False, False
     for epoch in range(start_epoch, num_epochs):
         if before_epoch:
             before_epoch(epoch)
@@ -89,14 +89,21 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
         correct = nd.zeros(1, ctx=ctxs[0], dtype='float64')
         n = 0
         for i, (X, y) in enumerate(train_iter, 1):
+            if threaded and X.shape[0] < len(ctxs):
+                # Every synchronizing device needs a sample: drop the batch, as Gluon's
+                # last_batch='discard' would, and say so once.
+                if not dropped:
+                    print(f"train_ch5: a batch of {X.shape[0]} sample(s) is left out of "
+                          f"training: each of the {len(ctxs)} devices that synchronize batch "
+                          f"norm needs at least one")
+                dropped = True
+                continue
             Xs, ys = split(X, ctxs), split(y, ctxs)
-            if threaded and len(Xs) < len(ctxs):
-                raise ValueError(f"train_ch5: a batch of {X.shape[0]} samples cannot be split "
-                                 f"between {len(ctxs)} devices that synchronize batch norm")
-            if threaded and epoch == start_epoch and i == 1:
+            if threaded and not warmed:
                 # Gluon's deferred initialization is not thread-safe: finish it on one device
                 # first. In prediction mode no statistics change.
                 net(Xs[0])
+                warmed = True
             with autograd.record():
                 if threaded:
                     outs = run_on_devices(forward, Xs, ys)

@@ -156,6 +156,24 @@ def test_train_ch5_synchronizes_two_devices():
             assert np.array_equal(p.data(mx.cpu(0)).asnumpy(), p.data(mx.cpu(1)).asnumpy())
 
 
+def test_a_batch_smaller_than_the_device_count_is_left_out_once_said():
+    """257 training images in batches of 256 end in a batch of one: training goes on without it."""
+    rng = np.random.default_rng(2)
+    data = [(nd.array(rng.uniform(size=(n, 1, 28, 28))), nd.array(rng.integers(0, 10, n),
+                                                                  dtype='int32'))
+            for n in (1, 8, 1)]   # first and last: one sample for two devices
+    net = lenet_bn('sync', num_devices=2)
+    net.initialize(ctx=DEVICES[2], init=init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.9})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        history = train_ch5(net, data, data[1:2], 8, trainer, DEVICES[2], 2)
+    notes = [line for line in out.getvalue().splitlines() if line.startswith('train_ch5:')]
+    assert notes == ["train_ch5: a batch of 1 sample(s) is left out of training: each of the 2 "
+                     "devices that synchronize batch norm needs at least one"]
+    assert len(history) == 2 and all(np.isfinite(r['loss']) for r in history)
+
+
 def test_train_ch5_refuses_a_device_count_the_layers_do_not_expect():
     net = lenet_bn('sync', num_devices=4)
     net.initialize(ctx=DEVICES[2])

@@ -4,10 +4,13 @@ Each check raises a TypeError or ValueError that names what was expected and wha
 runs before any statistic is touched, so a bad call never changes the caller's state. No `assert`:
 `python -O` would remove it.
 """
+import numbers
+
 import numpy as np
 from mxnet import nd
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+OPERATOR_DTYPES = (np.float32, np.float64)   # what the C++ operator computes in
 
 
 def dtype_name(dtype):
@@ -24,6 +27,35 @@ def check_input(X, where):
     if X.ndim not in (2, 4):
         raise ValueError(f"{where}: X must be 2D (N, C) after a dense layer or 4D (N, C, H, W) "
                          f"after a convolution, got a {X.ndim}D input of shape {X.shape}")
+    check_not_empty(X, where)
+
+
+def check_not_empty(X, where):
+    """A batch with no values has no statistics: updating with them would make NaN of the
+    running statistics (nn.BatchNorm's do become NaN)."""
+    if 0 in X.shape:
+        raise ValueError(f"{where}: X of shape {X.shape} holds no values; a batch needs at "
+                         f"least one sample")
+
+
+def check_operator_dtype(X, where, slow_path):
+    """The C++ operator computes in float32 or float64; say what to do with anything else."""
+    if X.dtype not in OPERATOR_DTYPES:
+        raise TypeError(f"{where}: gluon_bn's C++ operator takes float32 or float64 data, got "
+                        f"{dtype_name(X.dtype)}; cast the input, or use {slow_path}")
+
+
+def check_hyperparameters(where, eps_name, eps, momentum_name, momentum):
+    """eps a positive finite number, momentum a number in [0, 1]; each named when wrong."""
+    for name, value in ((eps_name, eps), (momentum_name, momentum)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{where}: {name} must be a number, got {value!r}")
+    if not 0 < eps < float('inf'):
+        raise ValueError(f"{where}: {eps_name} must be a positive number, got {eps!r} (with 0, "
+                         f"a channel whose values are all equal, as in a batch of one, divides "
+                         f"by zero)")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"{where}: {momentum_name} must be in [0, 1], got {momentum!r}")
 
 
 def check_array(name, array, expected_shape, X, where):

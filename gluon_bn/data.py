@@ -64,12 +64,20 @@ def has_all_files(folder):
 
 
 def find_data_dir(root=None, download=True):
-    """The folder that holds the four files: `root` if given, else $FASHION_MNIST_DIR, else
-    Debian's package, else MXNet's cache, downloading into the cache only if none has them
-    (with `download=False`, a DataError instead)."""
+    """The folder that holds the four files: `root` if given, else $FASHION_MNIST_DIR (which
+    must then hold them), else Debian's package, else MXNet's cache, downloading into the cache
+    only if none has them (with `download=False`, a DataError instead)."""
     if root is not None:
         return os.path.expanduser(root)   # read_idx names any file that is missing
-    candidates = [os.environ.get(ENV_VAR), DEBIAN_DIR, mxnet_cache_dir()]
+    chosen = os.environ.get(ENV_VAR)
+    if chosen:   # a setting the user made: obeyed, or refused, never passed over
+        missing = [name for split in FILES.values() for name in split
+                   if not os.path.isfile(os.path.join(chosen, name))]
+        if missing:
+            raise DataError(f"${ENV_VAR} is {chosen}, which does not hold {', '.join(missing)}; "
+                            f"point it to the folder of the four files, or unset it")
+        return chosen
+    candidates = [DEBIAN_DIR, mxnet_cache_dir()]
     for folder in filter(None, candidates):
         if has_all_files(folder):
             return folder

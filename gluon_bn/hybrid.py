@@ -1,8 +1,10 @@
 """HybridBatchNorm: a drop-in for mxnet.gluon.nn.BatchNorm that computes batch norm itself."""
 import numpy as np
+from mxnet import nd
 from mxnet.gluon import HybridBlock
 
 from . import ops
+from ._checks import check_hyperparameters, check_not_empty, check_operator_dtype
 
 
 def training_flag(F):
@@ -61,10 +63,9 @@ class HybridBatchNorm(HybridBlock):
                  running_mean_initializer='zeros', running_variance_initializer='ones',
                  in_channels=0, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"HybridBatchNorm: momentum must be in [0, 1], got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"HybridBatchNorm: epsilon must be > 0, got {epsilon!r}")
+        check_hyperparameters(type(self).__name__, 'epsilon', epsilon, 'momentum', momentum)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"{type(self).__name__}: axis must be an int, got {axis!r}")
         ops.load()
         self._kwargs = {'axis': axis, 'eps': epsilon, 'momentum': momentum,
                         'fix_gamma': not scale, 'use_global_stats': use_global_stats}
@@ -97,6 +98,20 @@ class HybridBatchNorm(HybridBlock):
             return any(ctx.device_type == 'gpu' for ctx in self.gamma.list_ctx())
         except RuntimeError:   # not initialized: a symbol built by hand, for export say
             return False
+
+    def forward(self, x, *args):
+        if isinstance(x, nd.NDArray):   # before Gluon infers shapes; a graph of symbols is
+            self._check(x)              # checked by the operator when it is bound
+        return super().forward(x, *args)
+
+    def _check(self, x):
+        axis = self._kwargs['axis']
+        if not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"{self.name}: channel axis {axis} is out of range for a {x.ndim}D "
+                             f"input of shape {x.shape}")
+        check_not_empty(x, self.name)
+        if x.context.device_type != 'gpu':
+            check_operator_dtype(x, self.name, 'nn.BatchNorm')
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         if self._on_gpu(x):

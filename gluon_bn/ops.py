@@ -11,9 +11,12 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import warnings
 
 import mxnet as mx
 from mxnet import nd
+
+from . import files
 
 OP_NAME = 'gluon_bn_batch_norm'
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
@@ -23,6 +26,10 @@ _MXNET_DIR = os.path.dirname(os.path.abspath(mx.__file__))
 _LIB_API = os.path.join(_MXNET_DIR, 'src', 'lib_api.cc')
 _loaded = False
 _flags = {}
+
+
+class BuildError(RuntimeError):
+    """The operator library could not be built: no compiler, a compile error, no cache folder."""
 
 
 def cache_dir():
@@ -41,24 +48,51 @@ def library_path():
     return os.path.join(cache_dir(), f'libgluon_bn_ops-{digest.hexdigest()[:16]}.so')
 
 
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def intact(path):
+    """Whether the library at `path` is whole: its SHA-256 matches the one written beside it
+    when it was built. (Loading a truncated library kills the process with SIGBUS.)"""
+    try:
+        with open(path + '.sha256') as f:
+            return f.read().split()[0] == sha256_of(path)
+    except (OSError, IndexError):
+        return False
+
+
 def build(path):
-    """Compile the operators into `path` (written to a temporary file, then renamed)."""
+    """Compile the operators into `path` (written to a temporary file, then renamed), with its
+    checksum beside it."""
     compiler = os.environ.get('CXX', 'g++')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=os.path.dirname(path))
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix='.so', dir=folder)
+    except OSError as error:
+        raise BuildError(f"gluon_bn builds its batch-norm operator once into {folder} and "
+                           f"cannot write there ({error.strerror or error}): set GLUON_BN_CACHE "
+                           f"to a folder it can write") from None
     os.close(fd)
     command = [compiler, '-shared', '-fPIC', '-std=c++17', '-O3',
                '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES, _LIB_API, '-o', tmp]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True)
+        files.write_atomically(path + '.sha256', f"{sha256_of(tmp)}  {os.path.basename(path)}\n"
+                               .encode())
         os.replace(tmp, path)
     except FileNotFoundError:
-        raise RuntimeError(f"gluon_bn builds its batch-norm operator once with a C++ compiler "
+        raise BuildError(f"gluon_bn builds its batch-norm operator once with a C++ compiler "
                            f"and found none ({compiler!r}): install one (Debian, Ubuntu: "
                            f"sudo apt-get install g++) or set CXX; BatchNorm(fast=False) "
                            f"needs none") from None
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"building {', '.join(SOURCES)} failed:\n{error.stderr}") from None
+        raise BuildError(f"building {', '.join(SOURCES)} failed:\n{error.stderr}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -69,7 +103,10 @@ def load():
     global _loaded
     if not _loaded:
         path = library_path()
-        if not os.path.exists(path):
+        if not intact(path):
+            if os.path.exists(path + '.sha256'):   # else: not built yet, or by an older gluon_bn
+                warnings.warn(f"gluon_bn: the operator library {path} is damaged (its checksum "
+                              f"does not match); building it again", RuntimeWarning)
             build(path)
         mx.library.load(path, verbose=False)
         _loaded = True

@@ -12,7 +12,7 @@ import warnings
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from ._checks import check_array, check_input
+from ._checks import check_array, check_hyperparameters, check_input, check_operator_dtype
 from . import ops
 
 
@@ -54,6 +54,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
         never written to.
     """
     check_input(X, 'batch_norm')
+    check_hyperparameters('batch_norm', 'eps', eps, 'momentum', momentum)
     shape = param_shape(X.shape[1], X.ndim)
     for name, array in (('gamma', gamma), ('beta', beta),
                         ('moving_mean', moving_mean), ('moving_var', moving_var)):
@@ -117,10 +118,7 @@ class BatchNorm(nn.Block):
         if num_dims not in (2, 4):
             raise ValueError(f"BatchNorm: num_dims must be 2 (after a dense layer) or 4 (after a "
                              f"convolution), got {num_dims!r}")
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
-        if not eps >= 0:
-            raise ValueError(f"BatchNorm: eps must be >= 0, got {eps!r}")
+        check_hyperparameters('BatchNorm', 'eps', eps, 'momentum', momentum)
         super().__init__(**kwargs)
         if fast:
             ops.load()
@@ -146,6 +144,7 @@ class BatchNorm(nn.Block):
         if X.dtype != gamma.dtype:   # the fast operator would fail with a less helpful message
             check_array('gamma', gamma, gamma.shape, X, 'BatchNorm')
         if self._fast and ctx.device_type == 'cpu':   # the operator is CPU-only so far
+            check_operator_dtype(X, 'BatchNorm', 'BatchNorm(..., fast=False)')
             return ops.batch_norm(X, gamma, beta, moving_mean, moving_var,
                                   autograd.is_training(), self._eps, self._momentum)
         Y, new_mean, new_var = batch_norm(X, gamma, beta, moving_mean, moving_var,

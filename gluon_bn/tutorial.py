@@ -8,7 +8,7 @@ import mxnet as mx
 from mxnet import nd
 
 from . import ops
-from ._checks import check_array, check_input
+from ._checks import check_array, check_hyperparameters, check_input, check_operator_dtype
 from .scratch import batch_moments
 
 
@@ -37,12 +37,14 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
     Y : NDArray, X's shape
     """
     check_input(X, 'batch_norm2D')
+    check_hyperparameters('batch_norm2D', 'eps', eps, 'moving_momentum', moving_momentum)
     C = X.shape[1]
     for name, array in (('gamma', gamma), ('beta', beta),
                         ('moving_mean', moving_mean), ('moving_variance', moving_variance)):
         check_array(name, array, (C,), X, 'batch_norm2D')
 
     if fast and X.context.device_type == 'cpu':
+        check_operator_dtype(X, 'batch_norm2D', 'batch_norm2D(..., fast=False)')
         ops.load()
         return ops.batch_norm(X, gamma, beta, moving_mean, moving_variance, is_training, eps,
                               moving_momentum)

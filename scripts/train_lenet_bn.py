@@ -25,7 +25,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, init, nd
 
-from gluon_bn import checkpoint, files
+from gluon_bn import checkpoint, files, ops
 from gluon_bn.context import parse_context, try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
@@ -234,7 +234,10 @@ def main(argv=None):
     train_iter = ArrayLoader(train_images, train_labels, args.batch_size, True, ctx=ctxs[0])
     test_iter = ArrayLoader(test_images, test_labels, args.batch_size, False, ctx=ctxs[0])
 
-    net = lenet_bn(args.bn, num_devices=len(ctxs))
+    try:
+        net = lenet_bn(args.bn, num_devices=len(ctxs))   # builds the C++ operator if needed
+    except ops.BuildError as error:
+        fail(error)
     net.initialize(ctx=ctxs, init=init.Xavier())
     with warnings.catch_warnings():
         # nn.Sequential of HybridBlocks (--bn sync) suggests HybridSequential, which a

@@ -1,11 +1,16 @@
 """Bad input raises a TypeError or ValueError naming what was expected and what was given, and
 leaves every statistic as it was. Each call runs inside autograd.record(), where a training path
 would otherwise update the statistics."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from gluon_bn import BatchNorm, batch_norm, batch_norm2D
+from gluon_bn import BatchNorm, HybridBatchNorm, batch_norm, batch_norm2D, data, ops
 
 C = 3
 
@@ -129,9 +134,131 @@ def test_block_rejects_the_other_rank():
     (dict(num_features=2.5, num_dims=2), ['num_features', '2.5']),
     (dict(num_features=3, num_dims=2, momentum=1.5), ['momentum', '1.5']),
     (dict(num_features=3, num_dims=2, eps=-1.0), ['eps', '-1.0']),
+    (dict(num_features=3, num_dims=2, eps=0), ['eps', 'got 0']),
 ])
 def test_block_constructor_rejects_bad_settings(kwargs, words):
     with pytest.raises(ValueError) as raised:
         BatchNorm(**kwargs)
     for word in words:
         assert word in str(raised.value)
+
+
+@pytest.mark.parametrize('api_name', APIS)
+def test_an_empty_batch_is_rejected_and_changes_nothing(api_name):
+    """nn.BatchNorm turns its running statistics into NaN on an empty batch."""
+    api = APIS[api_name](4)
+    with mx.util.np_shape(True):
+        X = nd.ones((0, C, 5, 5))
+        assert_untouched(api, lambda: api(X), ValueError, ['(0, 3, 5, 5)', 'no values'])
+
+
+def call_with(api_name, eps, momentum):
+    X = nd.ones((4, C))
+    if api_name == 'batch_norm':
+        a = [nd.ones((1, C)) for _ in range(4)]
+        return batch_norm(X, *a, eps, momentum)
+    if api_name == 'batch_norm2D':
+        a = [nd.ones(C) for _ in range(4)]
+        return batch_norm2D(X, a[0], a[1], True, a[2], a[3], eps, momentum)
+    if api_name == 'BatchNorm':
+        return BatchNorm(C, num_dims=2, eps=eps, momentum=momentum)
+    return HybridBatchNorm(epsilon=eps, momentum=momentum)
+
+
+@pytest.mark.parametrize('api_name', ['batch_norm', 'batch_norm2D', 'BatchNorm',
+                                      'HybridBatchNorm'])
+@pytest.mark.parametrize('eps, momentum, exception, words', [
+    (1e-5, 2, ValueError, ['momentum', 'in [0, 1], got 2']),
+    (1e-5, -0.5, ValueError, ['momentum', '-0.5']),
+    (1e-5, float('nan'), ValueError, ['momentum', 'nan']),
+    (1e-5, 'a', TypeError, ['momentum must be a number', "'a'"]),
+    (0, 0.9, ValueError, ['must be a positive number, got 0', 'divides by zero']),
+    (-1, 0.9, ValueError, ['-1']),
+    (float('inf'), 0.9, ValueError, ['inf']),
+    (None, 0.9, TypeError, ['must be a number, got None']),
+])
+def test_bad_eps_and_momentum_are_refused_by_every_api(api_name, eps, momentum, exception, words):
+    with pytest.raises(exception) as raised:
+        with autograd.record():
+            call_with(api_name, eps, momentum)
+    for word in words:
+        assert word in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize('api_name', ['batch_norm2D', 'BatchNorm'])
+def test_float16_on_the_operator_path_says_what_to_do(api_name):
+    api = APIS[api_name](4, dtype='float16')
+    X = nd.ones((4, C, 5, 5), dtype='float16')
+    assert_untouched(api, lambda: api(X), TypeError, ['float32 or float64', 'float16',
+                                                        'fast=False'])
+
+
+@pytest.mark.parametrize('shape, axis', [((2, C, 4, 4), 5), ((2, C, 4, 4), -5), ((5,), 1)])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_hybrid_layer_refuses_an_axis_the_input_does_not_have(shape, axis, hybridize):
+    layer = HybridBatchNorm(axis=axis, in_channels=C if len(shape) > 1 else 0)
+    layer.initialize()
+    if hybridize:
+        layer.hybridize()
+    with pytest.raises(ValueError) as raised:
+        with autograd.record():
+            layer(nd.ones(shape))
+    assert f"channel axis {axis} is out of range for a {len(shape)}D input of shape " \
+           f"{shape}" in str(raised.value)
+
+
+def test_the_operator_says_each_error_once_and_keeps_an_empty_batchs_statistics():
+    """MXNet's extension API showed every earlier error of the process with each new one."""
+    ops.load()
+    X, p, training = nd.ones((2, C, 4, 4)), nd.ones(C), nd.ones(1)
+    for _ in range(3):
+        with pytest.raises(mx.base.MXNetError) as raised:
+            nd.gluon_bn_batch_norm(X, nd.ones(C + 1), p, nd.zeros(C), nd.ones(C), training)
+        message = str(raised.value)
+        assert message.count('need one value per channel') == 1 and '[1]' not in message
+    mean, var = nd.zeros(C), nd.ones(C)
+    with mx.util.np_shape(True):
+        out = nd.gluon_bn_batch_norm(nd.ones((0, C)), p, p, mean, var, training)[0]
+        assert out.shape == (0, C)
+    np.testing.assert_array_equal(mean.asnumpy(), 0)
+    np.testing.assert_array_equal(var.asnumpy(), 1)
+
+
+def load_in_a_fresh_process(cache):
+    return subprocess.run([sys.executable, '-c', 'import gluon_bn; gluon_bn.ops.load(); '
+                           'print(gluon_bn.ops.library_path())'],
+                          env=dict(os.environ, GLUON_BN_CACHE=str(cache)), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_damaged_operator_library_is_built_again_instead_of_crashing(tmp_path):
+    first = load_in_a_fresh_process(tmp_path)
+    assert first.returncode == 0, first.stderr
+    library = first.stdout.strip()
+    whole = open(library, 'rb').read()
+    with open(library, 'r+b') as f:
+        f.truncate(len(whole) // 2)   # loading this killed the process with SIGBUS
+    again = load_in_a_fresh_process(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert 'is damaged (its checksum does not match); building it again' in again.stderr
+    assert os.path.getsize(library) == len(whole)
+
+
+def test_an_unwritable_operator_cache_is_named_with_the_way_out():
+    result = load_in_a_fresh_process('/proc/gluon_bn-cache')
+    assert result.returncode != 0
+    assert ('BuildError: gluon_bn builds its batch-norm operator once into '
+            '/proc/gluon_bn-cache and cannot write there') in result.stderr
+    assert 'set GLUON_BN_CACHE to a folder it can write' in result.stderr
+
+
+@pytest.mark.skipif(not data.has_all_files(data.DEBIAN_DIR),
+                    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+def test_the_cli_says_so_in_one_line():
+    cli = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), os.pardir,
+                                                       'scripts', 'train_lenet_bn.py'),
+                          '--bn', 'hybrid', '--epochs', '1', '--train-size', '256'],
+                         env=dict(os.environ, GLUON_BN_CACHE='/proc/gluon_bn-cache'),
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1 and 'Traceback' not in cli.stderr
+    assert cli.stderr.startswith('train_lenet_bn.py: error: gluon_bn builds its batch-norm')

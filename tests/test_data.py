@@ -129,6 +129,26 @@ def test_search_order(nothing_local, tmp_path, monkeypatch):
     assert nothing_local == []
 
 
+def test_a_fashion_mnist_dir_that_lacks_the_files_is_refused_not_passed_over(nothing_local,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    debian, chosen = tmp_path / 'debian', tmp_path / 'chosen'
+    for folder in (debian, chosen):
+        folder.mkdir()
+    for split in data.FILES.values():
+        for name in split:
+            (debian / name).write_bytes(b'')
+    (chosen / 't10k-labels-idx1-ubyte.gz').write_bytes(b'')
+    monkeypatch.setenv(data.ENV_VAR, str(chosen))
+    with pytest.raises(DataError) as raised:
+        data.find_data_dir()
+    assert str(raised.value) == (
+        f"${data.ENV_VAR} is {chosen}, which does not hold train-images-idx3-ubyte.gz, "
+        f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz; point it to the folder of the "
+        f"four files, or unset it")
+    assert nothing_local == []
+
+
 def test_array_loader_batches_every_sample_once_reshuffled_each_epoch():
     images = np.arange(10, dtype=np.uint8)[:, None, None].repeat(28, 1).repeat(28, 2)
     labels = np.arange(10, dtype=np.int32)

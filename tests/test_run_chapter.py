@@ -319,7 +319,7 @@ def test_compat_fashion_mnist_is_gluons_data_set_over_the_verified_files(tmp_pat
 
 
 def test_compat_never_downloads(tmp_path, monkeypatch):
-    monkeypatch.setenv('FASHION_MNIST_DIR', str(tmp_path))
+    monkeypatch.delenv('FASHION_MNIST_DIR', raising=False)
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet'))
     monkeypatch.setattr(data, 'DEBIAN_DIR', str(tmp_path / 'debian'))
     with compat.offline(), pytest.raises(data.DataError, match='Fashion-MNIST is not in'):

@@ -14,6 +14,7 @@
 // Attributes: axis, eps, momentum, fix_gamma, use_global_stats
 
 #include <cmath>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,26 @@
 
 using namespace mxnet::ext;
 using namespace gluon_bn;
+
+// The one way to reach MXerrorMsgs' private list of messages: an explicit instantiation may
+// name a private member, and the friend it defines hands the member pointer out.
+namespace {
+struct Messages {
+  using type = std::vector<std::stringstream*> mxnet::ext::MXerrorMsgs::*;
+  friend type member(Messages);
+};
+template <typename Tag, typename Tag::type M>
+struct Reach {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct Reach<Messages, &mxnet::ext::MXerrorMsgs::messages>;
+}  // namespace
+
+void gluon_bn::forget_old_errors() {
+  std::vector<std::stringstream*>& messages = mxnet::ext::MXerrorMsgs::get()->*member(Messages());
+  for (std::stringstream* message : messages) delete message;
+  messages.clear();
+}
 
 namespace {
 
@@ -62,7 +83,8 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   T* inv_std_out = (*outputs)[kInvStd].data<T>();
 
   std::vector<Acc> mean(l.C), var(l.C);
-  if (batch_statistics(in[kTraining], attrs)) {
+  // An empty batch has no statistics: it leaves the running ones as they are.
+  if (batch_statistics(in[kTraining], attrs) && l.per_channel() > 0) {
     two_pass_moments(l, x, &mean, &var);
     const Acc n = static_cast<Acc>(l.per_channel()), mom = static_cast<Acc>(attrs.momentum);
     for (int64_t c = 0; c < l.C; ++c) {
@@ -113,7 +135,7 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
     sum_dy_xhat[c] += sx;
   });
   // With batch statistics, mean and variance depend on x; with running ones, y is affine in x.
-  const bool batch = batch_statistics(fwd_in[kTraining], attrs);
+  const bool batch = batch_statistics(fwd_in[kTraining], attrs) && l.per_channel() > 0;
   const Acc m = static_cast<Acc>(l.per_channel());
   // dx = k * (dy - mean(dy)) - g * (x - mean), with k = gamma * inv_std and
   // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.
@@ -172,7 +194,9 @@ MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& at
                           std::vector<std::vector<unsigned int>>* in_shapes,
                           std::vector<std::vector<unsigned int>>* out_shapes) {
   const std::vector<unsigned int>& data = (*in_shapes)[kData];
-  const std::vector<unsigned int> channels = {channel_count(data, Attrs(attrs).axis)};
+  std::vector<unsigned int> channels(1);
+  if (!channels_on_axis("gluon_bn_batch_norm", data, Attrs(attrs).axis, &channels[0]))
+    return MX_FAIL;
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_batch_norm", i, channels[0], &(*in_shapes)[i])) return MX_FAIL;
   (*in_shapes)[kTraining] = {1};

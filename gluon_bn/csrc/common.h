@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -91,17 +92,48 @@ inline void zero(mxnet::ext::MXTensor* t) {
   std::memset(t->data_ptr, 0, t->size() * (t->dtype == mxnet::ext::kFloat64 ? 8 : 4));
 }
 
+// MXNet's extension API keeps every error message a library ever reported and shows them all
+// with each new error; this forgets the old ones (defined in batch_norm.cc).
+void forget_old_errors();
+
+// Where an operator's error message is written: alone, and starting with the operator's name.
+inline std::ostream& error_message(const char* op) {
+  forget_old_errors();
+  return MX_ERROR_MSG << op << ": ";
+}
+
+inline const char* dtype_name(int dtype) {
+  switch (dtype) {
+    case mxnet::ext::kFloat32: return "float32";
+    case mxnet::ext::kFloat64: return "float64";
+    case mxnet::ext::kFloat16: return "float16";
+    case mxnet::ext::kUint8: return "uint8";
+    case mxnet::ext::kInt32: return "int32";
+    case mxnet::ext::kInt8: return "int8";
+    case mxnet::ext::kInt64: return "int64";
+    default: return "an unsupported type";
+  }
+}
+
 // The data types the operators support; otherwise an error that names the operator.
 inline bool supported_dtype(const char* op, int dtype) {
   if (dtype == mxnet::ext::kFloat32 || dtype == mxnet::ext::kFloat64) return true;
-  MX_ERROR_MSG << op << " supports float32 and float64 data, got dtype " << dtype;
+  error_message(op) << "supports float32 and float64 data, got " << dtype_name(dtype);
   return false;
 }
 
-// The number of channels of a shape whose channels are on `axis` (negative: from the end).
-inline unsigned int channel_count(const std::vector<unsigned int>& shape, int axis) {
+// The number of channels of a shape whose channels are on `axis` (negative: from the end), or
+// an error if the shape has no such axis (nn.BatchNorm's "Channel axis out of range").
+inline bool channels_on_axis(const char* op, const std::vector<unsigned int>& shape, int axis,
+                             unsigned int* channels) {
   const int nd = static_cast<int>(shape.size());
-  return shape[(axis % nd + nd) % nd];
+  if (axis < -nd || axis >= nd) {
+    error_message(op) << "channel axis " << axis << " is out of range for a " << nd
+                      << "D input";
+    return false;
+  }
+  *channels = shape[(axis + nd) % nd];
+  return true;
 }
 
 // MXNet marks a shape it does not know yet (deferred initialization) by -1 or 0 dimensions.
@@ -122,8 +154,8 @@ inline bool per_channel(const char* op, int input, unsigned int channels,
   uint64_t size = 1;
   for (unsigned int d : *shape) size *= d;
   if (size != channels) {
-    MX_ERROR_MSG << op << ": gamma, beta and the running statistics need one value per channel ("
-                 << channels << "), input " << input << " has " << size;
+    error_message(op) << "gamma, beta and the running statistics need one value per channel ("
+                      << channels << "), input " << input << " has " << size;
     return false;
   }
   return true;

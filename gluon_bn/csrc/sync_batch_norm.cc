@@ -100,7 +100,10 @@ MXReturnValue moments_type(const AttrMap&, std::vector<int>* in_types,
 
 MXReturnValue moments_shape(const AttrMap& attrs, std::vector<std::vector<unsigned int>>* in_shapes,
                             std::vector<std::vector<unsigned int>>* out_shapes) {
-  (*out_shapes)[0] = {3, channel_count((*in_shapes)[0], axis_of(attrs))};
+  unsigned int channels;
+  if (!channels_on_axis("gluon_bn_moments", (*in_shapes)[0], axis_of(attrs), &channels))
+    return MX_FAIL;
+  (*out_shapes)[0] = {3, channels};
   return MX_SUCCESS;
 }
 
@@ -191,7 +194,7 @@ MXReturnValue combine_shape(const AttrMap&, std::vector<std::vector<unsigned int
   const std::vector<unsigned int>& first = (*in_shapes)[0];
   for (const auto& s : *in_shapes)
     if (s.size() != 2 || s[0] != 3 || s != first) {
-      MX_ERROR_MSG << "gluon_bn_combine: every input must be moments of shape (3, C)";
+      error_message("gluon_bn_combine") << "every input must be moments of shape (3, C)";
       return MX_FAIL;
     }
   (*out_shapes)[0] = {2, first[1]};
@@ -320,7 +323,9 @@ MXReturnValue normalize_type(const AttrMap&, std::vector<int>* in_types,
 MXReturnValue normalize_shape(const AttrMap& attrs,
                               std::vector<std::vector<unsigned int>>* in_shapes,
                               std::vector<std::vector<unsigned int>>* out_shapes) {
-  const unsigned int channels = channel_count((*in_shapes)[kData], axis_of(attrs));
+  unsigned int channels;
+  if (!channels_on_axis("gluon_bn_normalize", (*in_shapes)[kData], axis_of(attrs), &channels))
+    return MX_FAIL;
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_normalize", i, channels, &(*in_shapes)[i])) return MX_FAIL;
   (*in_shapes)[kStats] = {2, channels};

@@ -76,8 +76,8 @@ def build(path):
         fd, tmp = tempfile.mkstemp(suffix='.so', dir=folder)
     except OSError as error:
         raise BuildError(f"gluon_bn builds its batch-norm operator once into {folder} and "
-                           f"cannot write there ({error.strerror or error}): set GLUON_BN_CACHE "
-                           f"to a folder it can write") from None
+                         f"cannot write there ({error.strerror or error}): set GLUON_BN_CACHE "
+                         f"to a folder it can write") from None
     os.close(fd)
     command = [compiler, '-shared', '-fPIC', '-std=c++17', '-O3',
                '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES, _LIB_API, '-o', tmp]
@@ -88,9 +88,9 @@ def build(path):
         os.replace(tmp, path)
     except FileNotFoundError:
         raise BuildError(f"gluon_bn builds its batch-norm operator once with a C++ compiler "
-                           f"and found none ({compiler!r}): install one (Debian, Ubuntu: "
-                           f"sudo apt-get install g++) or set CXX; BatchNorm(fast=False) "
-                           f"needs none") from None
+                         f"and found none ({compiler!r}): install one (Debian, Ubuntu: "
+                         f"sudo apt-get install g++) or set CXX; BatchNorm(fast=False) "
+                         f"needs none") from None
     except subprocess.CalledProcessError as error:
         raise BuildError(f"building {', '.join(SOURCES)} failed:\n{error.stderr}") from None
     finally:

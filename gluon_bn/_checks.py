@@ -10,7 +10,9 @@ import numpy as np
 from mxnet import nd
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-OPERATOR_DTYPES = (np.float32, np.float64)   # what the C++ operator computes in
+# What gluon_bn's C++ operators take: batch norm all three, SyncBatchNorm's float32 and float64.
+OPERATOR_DTYPES = FLOAT_DTYPES
+SYNC_DTYPES = (np.float32, np.float64)
 
 
 def dtype_name(dtype):
@@ -38,11 +40,21 @@ def check_not_empty(X, where):
                          f"least one sample")
 
 
-def check_operator_dtype(X, where, slow_path):
-    """The C++ operator computes in float32 or float64; say what to do with anything else."""
-    if X.dtype not in OPERATOR_DTYPES:
-        raise TypeError(f"{where}: gluon_bn's C++ operator takes float32 or float64 data, got "
+def check_operator_dtype(X, where, slow_path, dtypes=OPERATOR_DTYPES):
+    """Data the C++ operator computes in; for anything else, say what to do."""
+    if X.dtype not in dtypes:
+        names = ', '.join(dtype_name(d) for d in dtypes[:-1]) + f" or {dtype_name(dtypes[-1])}"
+        raise TypeError(f"{where}: gluon_bn's C++ operator takes {names} data, got "
                         f"{dtype_name(X.dtype)}; cast the input, or use {slow_path}")
+
+
+def check_textbook_dtype(X, where, instead):
+    """The textbook formulas take MXNet's reductions in the input's own type, and a float16 sum
+    overflows past 65504 (a mean over a LeNet feature map of 147,456 values is infinite)."""
+    if X.dtype == np.float16:
+        raise TypeError(f"{where}: the textbook formulation sums in the input's dtype, and "
+                        f"float16 sums overflow; cast the input to float32, or use {instead}, "
+                        f"which sums float16 data in double")
 
 
 def check_hyperparameters(where, eps_name, eps, momentum_name, momentum):

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 
 import mxnet as mx
-from mxnet import nd
+from mxnet import autograd, nd
 
 from . import files
 
@@ -112,26 +112,82 @@ def load():
         _loaded = True
 
 
-def training_flag(ctx, training):
-    """The operator's `training` input: two constant arrays per device, so a call allocates
-    nothing."""
+# --- calling the operators: the one place that does ---------------------------------------
+
+def _constant_flag(ctx, training):
+    """A known mode as the operator's `training` input: two constant arrays per device, so a
+    call allocates nothing."""
     key = (ctx, bool(training))
     if key not in _flags:
         _flags[key] = nd.full((1,), float(training), ctx=ctx)
     return _flags[key]
 
 
-def batch_norm(X, gamma, beta, running_mean, running_var, training, eps, momentum):
-    """Imperative call of the operator on NCHW (or (N, C)) input: the output. The running
-    statistics (one value per channel, any shape) are updated in place when training.
+def mode_flag(F, gamma, running_mean, running_var):
+    """1.0 while training, 0.0 while predicting, read from a graph as it runs.
 
-    The operator only ever writes its gradients: arrays whose gradient may be added up
-    (grad_req='add') reach it through identity, whose backward honours that. Only an array with
-    a gradient buffer of its own (attach_grad) can ask for it; copying any other X would cost a
-    pass for nothing.
+    MXNet tells library operators nothing about the mode, and a hybridized graph is traced once.
+    BatchNorm is the one built-in operator that reads the mode without drawing random numbers
+    (Dropout draws one, which shifted every later draw of a seeded run; a Python operator can
+    hang the process at exit). BatchNorm's running statistics must be graph variables, so the
+    probe borrows the layer's own, with momentum 1, which leaves every bit of them as it is. Its
+    two rows, rm - d and rm + d with d = 2 sqrt(rv + 1e-5) + |rm| / 1024, come out as -+1 or
+    less when normalized with their own variance d**2 (training) and as -+2 or more with the
+    running variance rv (prediction); the |rm| term keeps d above rm's rounding however large
+    rm is. The rows are added to zeros shaped like gamma, which tells MXNet's shape inference
+    the channel count before BatchNorm imposes its own shape on the running statistics.
     """
-    if X.grad is not None:
-        X = nd.identity(X)
-    return nd.gluon_bn_batch_norm(X, nd.identity(gamma), nd.identity(beta), running_mean,
-                                  running_var, training_flag(X.context, training), axis=1,
-                                  eps=eps, momentum=momentum)[0]
+    zeros = F.zeros_like(F.reshape(F.BlockGrad(gamma), shape=(1, -1)))
+    mean = F.elemwise_add(zeros, F.reshape(F.BlockGrad(running_mean), shape=(1, -1)))
+    var = F.elemwise_add(zeros, F.reshape(F.BlockGrad(running_var), shape=(1, -1)))
+    d = 2 * F.sqrt(var + 1e-5) + F.abs(mean) / 1024
+    probe = F.BatchNorm(F.concat(mean - d, mean + d, dim=0), F.ones_like(gamma),
+                        F.zeros_like(gamma), running_mean, running_var, eps=1e-5, momentum=1.0,
+                        fix_gamma=True, use_global_stats=False, cudnn_off=True)
+    upper = F.reshape(F.slice(probe, begin=(1, 0), end=(2, 1)), shape=(1,))
+    return F.BlockGrad(F.cast(upper < 1.5, dtype='float32'))
+
+
+def _through_identity(F, array):
+    """The operators only ever write their gradients; an input whose gradient may have to be
+    added up (grad_req='add') reaches them through identity, whose backward honours that. In a
+    graph identity is free; imperatively only an array with a gradient buffer of its own needs
+    it (copying any other costs a pass for nothing)."""
+    return F.identity(array) if F is not nd or array.grad is not None else array
+
+
+def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, axis=1,
+               eps=1e-5, momentum=0.9, fix_gamma=False, use_global_stats=False, name=None):
+    """gluon_bn_batch_norm's output, for F = mx.nd or mx.sym (Gluon's F).
+
+    The running statistics (one value per channel, any shape) are updated in place when
+    training. `training`: the mode if the caller knows it; None: autograd's mode imperatively,
+    read from the graph as it runs in a graph (mode_flag).
+    """
+    if training is None and F is nd:   # imperatively the mode is known now
+        training = autograd.is_training()
+    flag = (mode_flag(F, gamma, running_mean, running_var) if training is None
+            else _constant_flag(x.context, training))
+    return F.gluon_bn_batch_norm(
+        _through_identity(F, x), _through_identity(F, gamma), _through_identity(F, beta),
+        running_mean, running_var, flag, axis=axis, eps=eps, momentum=momentum,
+        fix_gamma=fix_gamma, use_global_stats=use_global_stats, name=name)[0]
+
+
+def moments(F, x, axis=1):
+    """SyncBatchNorm's per-device moments: (3, C) float64 rows count, mean, M2."""
+    return F.gluon_bn_moments(_through_identity(F, x), axis=axis)
+
+
+def combine(F, moments_of_every_device):
+    """The whole batch's (2, C) mean and biased variance, the same bits on every device."""
+    return F.gluon_bn_combine(*moments_of_every_device,
+                              num_devices=len(moments_of_every_device))
+
+
+def normalize(F, x, gamma, beta, stats, running_mean, running_var, *, axis=1, eps=1e-5,
+              momentum=0.9, fix_gamma=False):
+    """SyncBatchNorm's output from the combined statistics; the running ones updated in place."""
+    return F.gluon_bn_normalize(
+        _through_identity(F, x), _through_identity(F, gamma), _through_identity(F, beta), stats,
+        running_mean, running_var, axis=axis, eps=eps, momentum=momentum, fix_gamma=fix_gamma)

@@ -12,7 +12,7 @@ import warnings
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from ._checks import check_array, check_hyperparameters, check_input, check_operator_dtype
+from ._checks import check_array, check_hyperparameters, check_input, check_textbook_dtype
 from . import ops
 
 
@@ -54,6 +54,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
         never written to.
     """
     check_input(X, 'batch_norm')
+    check_textbook_dtype(X, 'batch_norm', 'gluon_bn.BatchNorm or HybridBatchNorm')
     check_hyperparameters('batch_norm', 'eps', eps, 'momentum', momentum)
     shape = param_shape(X.shape[1], X.ndim)
     for name, array in (('gamma', gamma), ('beta', beta),
@@ -143,10 +144,12 @@ class BatchNorm(nn.Block):
         moving_mean, moving_var = self.moving_mean.data(ctx), self.moving_var.data(ctx)
         if X.dtype != gamma.dtype:   # the fast operator would fail with a less helpful message
             check_array('gamma', gamma, gamma.shape, X, 'BatchNorm')
+        if not self._fast:
+            check_textbook_dtype(X, 'BatchNorm(fast=False)', 'BatchNorm(fast=True)')
         if self._fast and ctx.device_type == 'cpu':   # the operator is CPU-only so far
-            check_operator_dtype(X, 'BatchNorm', 'BatchNorm(..., fast=False)')
-            return ops.batch_norm(X, gamma, beta, moving_mean, moving_var,
-                                  autograd.is_training(), self._eps, self._momentum)
+            return ops.batch_norm(nd, X, gamma, beta, moving_mean, moving_var,
+                                  training=autograd.is_training(), eps=self._eps,
+                                  momentum=self._momentum)
         Y, new_mean, new_var = batch_norm(X, gamma, beta, moving_mean, moving_var,
                                           self._eps, self._momentum)
         if autograd.is_training():

@@ -20,14 +20,15 @@ go to a single `autograd.backward(losses)`.
 """
 import queue
 import threading
-import warnings
 import weakref
 from concurrent.futures import Future, wait
 
-import mxnet as mx
 from mxnet import autograd, nd
+from mxnet.gluon import contrib
 
-from .hybrid import HybridBatchNorm
+from . import ops
+from ._checks import (OPERATOR_DTYPES, SYNC_DTYPES, check_hyperparameters, check_not_empty,
+                      check_operator_dtype)
 
 # Seconds a device waits for the others at a SyncBatchNorm layer before giving up.
 TIMEOUT_S = 120.0
@@ -189,9 +190,11 @@ def sync_layers(block):
     return found
 
 
-class SyncBatchNorm(HybridBatchNorm):
-    """Batch normalization with statistics over all devices, computed by this library: a
-    drop-in for mxnet.gluon.contrib.nn.SyncBatchNorm (same constructor, same parameters).
+class SyncBatchNorm(contrib.nn.SyncBatchNorm):
+    """Batch normalization with statistics over all devices, computed by this library:
+    mxnet.gluon.contrib.nn.SyncBatchNorm (a subclass: same constructor, parameters, `_kwargs`
+    and repr, so tools that look for nn.BatchNorm or contrib's SyncBatchNorm find it), with its
+    own computation.
 
     Parameters
     ----------
@@ -216,37 +219,50 @@ class SyncBatchNorm(HybridBatchNorm):
           statistics and meets no other.
 
     Unlike contrib's, the layer runs imperatively only when num_devices > 1 (the devices meet in
-    Python; see gluon_bn.sync). With num_devices=1 it is HybridBatchNorm, and hybridizes.
+    Python; see gluon_bn.sync). With num_devices=1 it computes as HybridBatchNorm, and
+    hybridizes.
     """
 
     def __init__(self, in_channels=0, num_devices=None, momentum=0.9, epsilon=1e-5, center=True,
                  scale=True, use_global_stats=False, beta_initializer='zeros',
                  gamma_initializer='ones', running_mean_initializer='zeros',
                  running_variance_initializer='ones', **kwargs):
-        super().__init__(axis=1, momentum=momentum, epsilon=epsilon, center=center, scale=scale,
+        check_hyperparameters(type(self).__name__, 'epsilon', epsilon, 'momentum', momentum)
+        if num_devices is not None and (isinstance(num_devices, bool)
+                                        or not isinstance(num_devices, int) or num_devices < 1):
+            raise ValueError(f"SyncBatchNorm: num_devices must be a positive int, got "
+                             f"{num_devices!r}")
+        ops.load()
+        super().__init__(in_channels=in_channels, num_devices=num_devices, momentum=momentum,
+                         epsilon=epsilon, center=center, scale=scale,
                          use_global_stats=use_global_stats, beta_initializer=beta_initializer,
                          gamma_initializer=gamma_initializer,
                          running_mean_initializer=running_mean_initializer,
-                         running_variance_initializer=running_variance_initializer,
-                         in_channels=in_channels, **kwargs)
-        if num_devices is None:
-            warnings.warn("SyncBatchNorm: num_devices not given, so it is the number of GPUs "
-                          "(or 1); set it to the number of devices you train on", UserWarning)
-            num_devices = max(mx.context.num_gpus(), 1)
-        if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
-            raise ValueError(f"SyncBatchNorm: num_devices must be a positive int, got "
-                             f"{num_devices!r}")
-        self.num_devices = num_devices
-        self._meeting = _Meeting(num_devices, self.name)
+                         running_variance_initializer=running_variance_initializer, **kwargs)
+        self.num_devices = self._kwargs['ndev']
+        self._meeting = _Meeting(self.num_devices, self.name)
 
     def hybridize(self, active=True, **kwargs):
         """Hybridizes with num_devices=1 only; with more devices the layer stays imperative."""
         super().hybridize(active and self.num_devices == 1, **kwargs)
 
+    def forward(self, x, *args):
+        if isinstance(x, nd.NDArray):
+            if x.ndim < 2:
+                raise ValueError(f"{self.name}: channel axis 1 is out of range for a {x.ndim}D "
+                                 f"input of shape {x.shape}")
+            check_not_empty(x, self.name)
+            check_operator_dtype(x, self.name, 'mxnet.gluon.contrib.nn.SyncBatchNorm',
+                                 SYNC_DTYPES if self.num_devices > 1 else OPERATOR_DTYPES)
+        return super().forward(x, *args)
+
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
-        batch_stats = autograd.is_training() and not self._kwargs['use_global_stats']
+        k = self._kwargs
+        settings = dict(eps=k['eps'], momentum=k['momentum'], fix_gamma=k['fix_gamma'])
+        batch_stats = autograd.is_training() and not k['use_global_stats']
         if self.num_devices == 1 or (F is nd and not batch_stats):
-            return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+            return ops.batch_norm(F, x, gamma, beta, running_mean, running_var, name='fwd',
+                                  use_global_stats=k['use_global_stats'], **settings)
         if F is not nd:
             raise TypeError(f"{self.name}: SyncBatchNorm with num_devices > 1 cannot be part of "
                             f"a hybridized graph (its devices meet in Python); hybridize the "
@@ -255,18 +271,9 @@ class SyncBatchNorm(HybridBatchNorm):
         if ctx.device_type != 'cpu':
             raise ValueError(f"{self.name}: SyncBatchNorm runs on cpu(i) devices, got {ctx}")
         # Checked before the meeting, so that the other devices are stopped, not misled.
-        if x.ndim < 2 or x.shape[1] != gamma.shape[0]:
+        if x.shape[1] != gamma.shape[0]:
             raise ValueError(f"{self.name}: input of shape {x.shape} does not have the layer's "
                              f"{gamma.shape[0]} channels on axis 1")
-        x = F.identity(x)   # the operators only write gradients; identity honours grad_req
-        moments = F.gluon_bn_moments(x, axis=1)
-        everyone = self._meeting.exchange(ctx.device_id, moments)
-        stats = F.gluon_bn_combine(*[m.as_in_context(ctx) for m in everyone],
-                                   num_devices=self.num_devices)
-        k = self._kwargs
-        return F.gluon_bn_normalize(x, F.identity(gamma), F.identity(beta), stats, running_mean,
-                                    running_var, axis=1, eps=k['eps'], momentum=k['momentum'],
-                                    fix_gamma=k['fix_gamma'])
-
-    def __repr__(self):
-        return super().__repr__()[:-1] + f", num_devices={self.num_devices})"
+        everyone = self._meeting.exchange(ctx.device_id, ops.moments(F, x))
+        stats = ops.combine(F, [m.as_in_context(ctx) for m in everyone])
+        return ops.normalize(F, x, gamma, beta, stats, running_mean, running_var, **settings)

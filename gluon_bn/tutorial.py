@@ -8,7 +8,7 @@ import mxnet as mx
 from mxnet import nd
 
 from . import ops
-from ._checks import check_array, check_hyperparameters, check_input, check_operator_dtype
+from ._checks import check_array, check_hyperparameters, check_input, check_textbook_dtype
 from .scratch import batch_moments
 
 
@@ -43,11 +43,12 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
                         ('moving_mean', moving_mean), ('moving_variance', moving_variance)):
         check_array(name, array, (C,), X, 'batch_norm2D')
 
+    if not fast:
+        check_textbook_dtype(X, 'batch_norm2D(fast=False)', 'batch_norm2D(fast=True)')
     if fast and X.context.device_type == 'cpu':
-        check_operator_dtype(X, 'batch_norm2D', 'batch_norm2D(..., fast=False)')
         ops.load()
-        return ops.batch_norm(X, gamma, beta, moving_mean, moving_variance, is_training, eps,
-                              moving_momentum)
+        return ops.batch_norm(nd, X, gamma, beta, moving_mean, moving_variance,
+                              training=is_training, eps=eps, momentum=moving_momentum)
     per_channel = (1, C) if X.ndim == 2 else (1, C, 1, 1)
     if is_training:
         mean, var = batch_moments(X)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from gluon_bn import BatchNorm, HybridBatchNorm, batch_norm, batch_norm2D, data, ops
+from gluon_bn import (BatchNorm, HybridBatchNorm, SyncBatchNorm, batch_norm, batch_norm2D, data,
+                      ops)
 
 C = 3
 
@@ -185,12 +186,15 @@ def test_bad_eps_and_momentum_are_refused_by_every_api(api_name, eps, momentum, 
         assert word in str(raised.value), str(raised.value)
 
 
-@pytest.mark.parametrize('api_name', ['batch_norm2D', 'BatchNorm'])
-def test_float16_on_the_operator_path_says_what_to_do(api_name):
-    api = APIS[api_name](4, dtype='float16')
-    X = nd.ones((4, C, 5, 5), dtype='float16')
-    assert_untouched(api, lambda: api(X), TypeError, ['float32 or float64', 'float16',
-                                                        'fast=False'])
+def test_float16_where_the_synchronized_operators_cannot_take_it_says_so():
+    layer = SyncBatchNorm(in_channels=C, num_devices=2)
+    layer.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+    layer.cast('float16')
+    with pytest.raises(TypeError) as raised:
+        with autograd.record():
+            layer(nd.ones((4, C), dtype='float16', ctx=mx.cpu(0)))
+    assert "takes float32 or float64 data, got float16; cast the input, or use " \
+           "mxnet.gluon.contrib.nn.SyncBatchNorm" in str(raised.value)
 
 
 @pytest.mark.parametrize('shape, axis', [((2, C, 4, 4), 5), ((2, C, 4, 4), -5), ((5,), 1)])

@@ -230,8 +230,8 @@ def test_hybridization():
     single.hybridize()
     x = nd.random.normal(shape=(5, 3))
     with autograd.record():
-        y = single(x)
-    assert single._cached_op is not None   # one device: a HybridBatchNorm, hybridized
+        single(x)
+    assert single._cached_op is not None   # one device: computed as HybridBatchNorm, hybridized
 
     layer = SyncBatchNorm(in_channels=3, num_devices=2)
     layer.initialize(ctx=DEVICES[2])

@@ -12,6 +12,9 @@
 //          gamma, beta and the running statistics hold one value per channel, in any shape.
 // Outputs: output, mean, inv_std (the last two are kept for the backward pass)
 // Attributes: axis, eps, momentum, fix_gamma, use_global_stats
+// Types: float16, float32 or float64 data; gamma, beta and the running statistics of the
+// data's type, or float32 for float16 data (as nn.BatchNorm keeps them after cast('float16'));
+// sums in double (long double for float64).
 
 #include <cmath>
 #include <sstream>
@@ -48,39 +51,27 @@ namespace {
 enum Input { kData, kGamma, kBeta, kRunningMean, kRunningVar, kTraining, kNumInputs };
 enum Output { kOut, kMean, kInvStd, kNumOutputs };
 
-struct Attrs {
-  int axis = 1;
-  double eps = 1e-5, momentum = 0.9;
-  bool fix_gamma = false, use_global_stats = false;
-
-  explicit Attrs(const std::unordered_map<std::string, std::string>& a) {
-    if (a.count("axis")) axis = std::stoi(a.at("axis"));
-    if (a.count("eps")) eps = std::stod(a.at("eps"));
-    if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
-    if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
-    if (a.count("use_global_stats")) use_global_stats = flag(a.at("use_global_stats"));
-  }
-};
-
 // Batch statistics when training, unless told to use the running ones.
 bool batch_statistics(MXTensor& training, const Attrs& attrs) {
   return training.data<float>()[0] > 0.5f && !attrs.use_global_stats;
 }
 
-template <typename T>
+// T: the data's type; P: that of gamma, beta, the running statistics, and the saved mean and
+// inverse standard deviation.
+template <typename T, typename P>
 MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
                            std::vector<MXTensor>* outputs) {
   using Acc = typename Wider<T>::type;
   std::vector<MXTensor>& in = *inputs;
   Layout l(in[kData].shape, attrs.axis);
   const T* x = in[kData].data<T>();
-  const T* gamma = in[kGamma].data<T>();
-  const T* beta = in[kBeta].data<T>();
-  T* running_mean = in[kRunningMean].data<T>();
-  T* running_var = in[kRunningVar].data<T>();
+  const P* gamma = in[kGamma].data<P>();
+  const P* beta = in[kBeta].data<P>();
+  P* running_mean = in[kRunningMean].data<P>();
+  P* running_var = in[kRunningVar].data<P>();
   T* y = (*outputs)[kOut].data<T>();
-  T* mean_out = (*outputs)[kMean].data<T>();
-  T* inv_std_out = (*outputs)[kInvStd].data<T>();
+  P* mean_out = (*outputs)[kMean].data<P>();
+  P* inv_std_out = (*outputs)[kInvStd].data<P>();
 
   std::vector<Acc> mean(l.C), var(l.C);
   // An empty batch has no statistics: it leaves the running ones as they are.
@@ -100,8 +91,8 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   for (int64_t c = 0; c < l.C; ++c) {
     const Acc inv_std = inverse_std(var[c], attrs.eps);
     scale[c] = scale_of(gamma[c], inv_std, attrs.fix_gamma);
-    mean_out[c] = static_cast<T>(mean[c]);
-    inv_std_out[c] = static_cast<T>(inv_std);
+    mean_out[c] = static_cast<P>(mean[c]);
+    inv_std_out[c] = static_cast<P>(inv_std);
   }
   affine(l, x, mean, scale, beta, y);
   return MX_SUCCESS;
@@ -109,7 +100,7 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
 
 // Backward inputs: gradients of the 3 outputs, the 6 inputs, the 3 outputs.
 // Backward outputs: gradients of the 6 inputs.
-template <typename T>
+template <typename T, typename P>
 MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
                             std::vector<MXTensor>* outputs) {
   using Acc = typename Wider<T>::type;
@@ -119,12 +110,12 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   Layout l(fwd_in[kData].shape, attrs.axis);
   const T* dy = in[kOut].data<T>();
   const T* x = fwd_in[kData].data<T>();
-  const T* gamma = fwd_in[kGamma].data<T>();
-  const T* mean = fwd_out[kMean].data<T>();
-  const T* inv_std = fwd_out[kInvStd].data<T>();
+  const P* gamma = fwd_in[kGamma].data<P>();
+  const P* mean = fwd_out[kMean].data<P>();
+  const P* inv_std = fwd_out[kInvStd].data<P>();
   T* dx = (*outputs)[kData].data<T>();
-  T* dgamma = (*outputs)[kGamma].data<T>();
-  T* dbeta = (*outputs)[kBeta].data<T>();
+  P* dgamma = (*outputs)[kGamma].data<P>();
+  P* dbeta = (*outputs)[kBeta].data<P>();
 
   std::vector<Acc> sum_dy(l.C, 0), sum_dy_xhat(l.C, 0);
   for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
@@ -145,8 +136,8 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
     k[c] = scale_of(gamma[c], is, attrs.fix_gamma);
     mean_dy[c] = batch ? sum_dy[c] / m : 0;
     g[c] = batch ? k[c] * is * sum_dy_xhat[c] / m : 0;
-    dgamma[c] = attrs.fix_gamma ? T(0) : static_cast<T>(sum_dy_xhat[c]);
-    dbeta[c] = static_cast<T>(sum_dy[c]);
+    dgamma[c] = attrs.fix_gamma ? P(0) : static_cast<P>(sum_dy_xhat[c]);
+    dbeta[c] = static_cast<P>(sum_dy[c]);
   }
   for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
     const Acc kc = k[c], mdy = mean_dy[c], gc = g[c], mu = mean[c];
@@ -156,41 +147,44 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   return MX_SUCCESS;
 }
 
-MXReturnValue forward(const std::unordered_map<std::string, std::string>& attrs,
-                      std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                      const OpResource& res) {
-  Attrs a(attrs);
-  if ((*inputs)[kData].dtype == kFloat64) return forward_impl<double>(a, inputs, outputs);
-  return forward_impl<float>(a, inputs, outputs);
+MXReturnValue forward(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                      std::vector<MXTensor>* outputs, const OpResource&) {
+  const Attrs a(attrs);
+  return dispatch((*inputs)[kData].dtype, (*inputs)[kGamma].dtype, [&](auto t, auto p) {
+    return forward_impl<decltype(t), decltype(p)>(a, inputs, outputs);
+  });
 }
 
-MXReturnValue backward(const std::unordered_map<std::string, std::string>& attrs,
-                       std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                       const OpResource& res) {
-  Attrs a(attrs);
-  if ((*inputs)[kNumOutputs + kData].dtype == kFloat64)
-    return backward_impl<double>(a, inputs, outputs);
-  return backward_impl<float>(a, inputs, outputs);
+MXReturnValue backward(const AttrMap& attrs, std::vector<MXTensor>* inputs,
+                       std::vector<MXTensor>* outputs, const OpResource&) {
+  const Attrs a(attrs);
+  const MXTensor* fwd_in = &(*inputs)[kNumOutputs];
+  return dispatch(fwd_in[kData].dtype, fwd_in[kGamma].dtype, [&](auto t, auto p) {
+    return backward_impl<decltype(t), decltype(p)>(a, inputs, outputs);
+  });
 }
 
-MXReturnValue parse_attrs(const std::unordered_map<std::string, std::string>& attrs,
-                          int* num_inputs, int* num_outputs) {
+MXReturnValue parse_attrs(const AttrMap&, int* num_inputs, int* num_outputs) {
   *num_inputs = kNumInputs;
   *num_outputs = kNumOutputs;
   return MX_SUCCESS;
 }
 
-MXReturnValue infer_type(const std::unordered_map<std::string, std::string>& attrs,
-                         std::vector<int>* in_types, std::vector<int>* out_types) {
+MXReturnValue infer_type(const AttrMap&, std::vector<int>* in_types,
+                         std::vector<int>* out_types) {
+  const char* op = "gluon_bn_batch_norm";
   const int dtype = (*in_types)[kData];
-  if (!supported_dtype("gluon_bn_batch_norm", dtype)) return MX_FAIL;
-  for (int i = 0; i < kTraining; ++i) (*in_types)[i] = dtype;
+  int params;
+  if (!supported_dtype(op, dtype, true) || !param_dtype(op, dtype, (*in_types)[kGamma], &params))
+    return MX_FAIL;
+  for (int i : {kGamma, kBeta, kRunningMean, kRunningVar}) (*in_types)[i] = params;
   (*in_types)[kTraining] = kFloat32;
-  for (int i = 0; i < kNumOutputs; ++i) (*out_types)[i] = dtype;
+  (*out_types)[kOut] = dtype;
+  (*out_types)[kMean] = (*out_types)[kInvStd] = params;
   return MX_SUCCESS;
 }
 
-MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& attrs,
+MXReturnValue infer_shape(const AttrMap& attrs,
                           std::vector<std::vector<unsigned int>>* in_shapes,
                           std::vector<std::vector<unsigned int>>* out_shapes) {
   const std::vector<unsigned int>& data = (*in_shapes)[kData];
@@ -206,8 +200,7 @@ MXReturnValue infer_shape(const std::unordered_map<std::string, std::string>& at
   return MX_SUCCESS;
 }
 
-MXReturnValue mutate_inputs(const std::unordered_map<std::string, std::string>& attrs,
-                            std::vector<int>* input_indices) {
+MXReturnValue mutate_inputs(const AttrMap&, std::vector<int>* input_indices) {
   input_indices->push_back(kRunningMean);
   input_indices->push_back(kRunningVar);
   return MX_SUCCESS;
@@ -223,4 +216,4 @@ REGISTER_OP(gluon_bn_batch_norm)
     .setInferShape(infer_shape)
     .setMutateInputs(mutate_inputs);
 
-MXReturnValue initialize(int version) { return MX_SUCCESS; }
+MXReturnValue initialize(int) { return MX_SUCCESS; }

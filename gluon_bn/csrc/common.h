@@ -7,6 +7,7 @@
 #include <cstring>
 #include <ostream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mxnet/lib_api.h"
@@ -26,10 +27,49 @@ struct Layout {
   int64_t per_channel() const { return pre * post; }
 };
 
+using AttrMap = std::unordered_map<std::string, std::string>;
+
+// A "True"/"1" attribute.
+inline bool flag(const std::string& v) { return v == "True" || v == "true" || v == "1"; }
+
+// Every operator's attributes, parsed in one place: axis (the channel axis), eps, momentum,
+// fix_gamma (nn.BatchNorm's scale=False), use_global_stats, num_devices (gluon_bn_combine).
+struct Attrs {
+  int axis = 1, num_devices = 1;
+  double eps = 1e-5, momentum = 0.9;
+  bool fix_gamma = false, use_global_stats = false;
+
+  explicit Attrs(const AttrMap& a) {
+    if (a.count("axis")) axis = std::stoi(a.at("axis"));
+    if (a.count("num_devices")) num_devices = std::stoi(a.at("num_devices"));
+    if (a.count("eps")) eps = std::stod(a.at("eps"));
+    if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
+    if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
+    if (a.count("use_global_stats")) use_global_stats = flag(a.at("use_global_stats"));
+  }
+};
+
+// IEEE binary16, as MXNet's float16 (GCC and Clang convert it with one rounding).
+using half = _Float16;
+
 // Sums run in a wider type, so they are exact to the precision of the result.
 template <typename T> struct Wider;
+template <> struct Wider<half> { using type = double; };
 template <> struct Wider<float> { using type = double; };
 template <> struct Wider<double> { using type = long double; };
+
+// Calls f(T(), P()) with T the data's type and P that of gamma, beta and the running statistics:
+// float64 with float64, float32 with float32, float16 with float32 (what nn.BatchNorm's
+// cast('float16') keeps) or float16. The one place that maps MXNet's dtypes to C++ types.
+template <typename F>
+auto dispatch(int data, int params, F f) -> decltype(f(float(), float())) {
+  switch (data) {
+    case mxnet::ext::kFloat64: return f(double(), double());
+    case mxnet::ext::kFloat16:
+      return params == mxnet::ext::kFloat16 ? f(half(), half()) : f(half(), float());
+    default: return f(float(), float());
+  }
+}
 
 // Calls f(c, begin, end) for every contiguous run of channel c's values.
 template <typename F>
@@ -72,9 +112,9 @@ template <typename T, typename Acc>
 Acc scale_of(T gamma, Acc inv_std, bool fix_gamma) { return fix_gamma ? inv_std : gamma * inv_std; }
 
 // y = (x - mean) * scale + beta in the wider type: one rounding, at the end.
-template <typename T, typename Mean, typename Acc>
+template <typename T, typename B, typename Mean, typename Acc>
 void affine(const Layout& l, const T* x, const Mean& mean, const std::vector<Acc>& scale,
-            const T* beta, T* y) {
+            const B* beta, T* y) {
   for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
     const Acc mu = mean[c], k = scale[c], t = beta[c];
     for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
@@ -87,9 +127,18 @@ T moving_average(T running, Acc statistic, Acc momentum) {
   return static_cast<T>(momentum * running + (1 - momentum) * statistic);
 }
 
+inline size_t dtype_size(int dtype) {
+  switch (dtype) {
+    case mxnet::ext::kFloat64: case mxnet::ext::kInt64: return 8;
+    case mxnet::ext::kFloat16: return 2;
+    case mxnet::ext::kUint8: case mxnet::ext::kInt8: return 1;
+    default: return 4;
+  }
+}
+
 // Zeroes a gradient the operator does not have (running statistics, flags).
 inline void zero(mxnet::ext::MXTensor* t) {
-  std::memset(t->data_ptr, 0, t->size() * (t->dtype == mxnet::ext::kFloat64 ? 8 : 4));
+  std::memset(t->data_ptr, 0, t->size() * dtype_size(t->dtype));
 }
 
 // MXNet's extension API keeps every error message a library ever reported and shows them all
@@ -115,10 +164,31 @@ inline const char* dtype_name(int dtype) {
   }
 }
 
-// The data types the operators support; otherwise an error that names the operator.
-inline bool supported_dtype(const char* op, int dtype) {
-  if (dtype == mxnet::ext::kFloat32 || dtype == mxnet::ext::kFloat64) return true;
-  error_message(op) << "supports float32 and float64 data, got " << dtype_name(dtype);
+// The data types an operator supports (float16 only where `half` is true); otherwise an error
+// that names the operator.
+inline bool supported_dtype(const char* op, int dtype, bool half = false) {
+  if (dtype == mxnet::ext::kFloat32 || dtype == mxnet::ext::kFloat64 ||
+      (half && dtype == mxnet::ext::kFloat16))
+    return true;
+  error_message(op) << "supports " << (half ? "float16, " : "") << "float32 and float64 data, got "
+                    << dtype_name(dtype);
+  return false;
+}
+
+// The dtype of gamma, beta and the running statistics for data of dtype `data`, given what they
+// were declared with (-1: not yet known): data's own, except that float16 data keeps them in
+// float32 unless they are float16 themselves.
+inline bool param_dtype(const char* op, int data, int given, int* params) {
+  if (data != mxnet::ext::kFloat16) {
+    *params = data;
+    return true;
+  }
+  if (given == -1 || given == mxnet::ext::kFloat32 || given == mxnet::ext::kFloat16) {
+    *params = given == mxnet::ext::kFloat16 ? given : mxnet::ext::kFloat32;
+    return true;
+  }
+  error_message(op) << "float16 data takes float32 or float16 gamma, beta and running "
+                    << "statistics, got " << dtype_name(given);
   return false;
 }
 
@@ -160,9 +230,6 @@ inline bool per_channel(const char* op, int input, unsigned int channels,
   }
   return true;
 }
-
-// A "True"/"1" attribute.
-inline bool flag(const std::string& v) { return v == "True" || v == "true" || v == "1"; }
 
 }  // namespace gluon_bn
 

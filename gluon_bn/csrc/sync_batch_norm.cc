@@ -27,9 +27,7 @@ using namespace gluon_bn;
 
 namespace {
 
-using AttrMap = std::unordered_map<std::string, std::string>;
-
-int axis_of(const AttrMap& a) { return a.count("axis") ? std::stoi(a.at("axis")) : 1; }
+int axis_of(const AttrMap& a) { return Attrs(a).axis; }
 
 // ---- gluon_bn_moments ----------------------------------------------------------------------
 
@@ -76,14 +74,18 @@ MXReturnValue moments_backward(const AttrMap& attrs, std::vector<MXTensor>* inpu
 
 MXReturnValue moments_fwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource&) {
-  if ((*inputs)[0].dtype == kFloat64) return moments_forward<double>(attrs, inputs, outputs);
-  return moments_forward<float>(attrs, inputs, outputs);
+  const int dtype = (*inputs)[0].dtype;
+  return dispatch(dtype, dtype, [&](auto t, auto) {
+    return moments_forward<decltype(t)>(attrs, inputs, outputs);
+  });
 }
 
 MXReturnValue moments_bwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource&) {
-  if ((*inputs)[1].dtype == kFloat64) return moments_backward<double>(attrs, inputs, outputs);
-  return moments_backward<float>(attrs, inputs, outputs);
+  const int dtype = (*inputs)[1].dtype;
+  return dispatch(dtype, dtype, [&](auto t, auto) {
+    return moments_backward<decltype(t)>(attrs, inputs, outputs);
+  });
 }
 
 MXReturnValue moments_parse(const AttrMap&, int* num_inputs, int* num_outputs) {
@@ -109,9 +111,7 @@ MXReturnValue moments_shape(const AttrMap& attrs, std::vector<std::vector<unsign
 
 // ---- gluon_bn_combine ----------------------------------------------------------------------
 
-int num_devices_of(const AttrMap& a) {
-  return a.count("num_devices") ? std::stoi(a.at("num_devices")) : 1;
-}
+int num_devices_of(const AttrMap& a) { return Attrs(a).num_devices; }
 
 // Whole-batch count, mean and M2 from each device's moments, in long double.
 struct Totals {
@@ -205,17 +205,6 @@ MXReturnValue combine_shape(const AttrMap&, std::vector<std::vector<unsigned int
 
 enum Input { kData, kGamma, kBeta, kStats, kRunningMean, kRunningVar, kNumInputs };
 
-struct Attrs {
-  int axis = 1;
-  double eps = 1e-5, momentum = 0.9;
-  bool fix_gamma = false;
-  explicit Attrs(const AttrMap& a) : axis(axis_of(a)) {
-    if (a.count("eps")) eps = std::stod(a.at("eps"));
-    if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
-    if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
-  }
-};
-
 template <typename T>
 MXReturnValue normalize_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                                 std::vector<MXTensor>* outputs) {
@@ -294,15 +283,19 @@ MXReturnValue normalize_backward(const Attrs& attrs, std::vector<MXTensor>* inpu
 MXReturnValue normalize_fwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
                             std::vector<MXTensor>* outputs, const OpResource&) {
   Attrs a(attrs);
-  if ((*inputs)[kData].dtype == kFloat64) return normalize_forward<double>(a, inputs, outputs);
-  return normalize_forward<float>(a, inputs, outputs);
+  const int dtype = (*inputs)[kData].dtype;
+  return dispatch(dtype, dtype, [&](auto t, auto) {
+    return normalize_forward<decltype(t)>(a, inputs, outputs);
+  });
 }
 
 MXReturnValue normalize_bwd(const AttrMap& attrs, std::vector<MXTensor>* inputs,
                             std::vector<MXTensor>* outputs, const OpResource&) {
   Attrs a(attrs);
-  if ((*inputs)[1 + kData].dtype == kFloat64) return normalize_backward<double>(a, inputs, outputs);
-  return normalize_backward<float>(a, inputs, outputs);
+  const int dtype = (*inputs)[1 + kData].dtype;
+  return dispatch(dtype, dtype, [&](auto t, auto) {
+    return normalize_backward<decltype(t)>(a, inputs, outputs);
+  });
 }
 
 MXReturnValue normalize_parse(const AttrMap&, int* num_inputs, int* num_outputs) {

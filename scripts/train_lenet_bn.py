@@ -11,6 +11,7 @@ that the same --seed on the CPU writes the same file, also when the run was inte
 resumed from its checkpoints (gluon_bn.checkpoint).
 """
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -30,6 +31,9 @@ from gluon_bn.context import parse_context, try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import train_ch5
+
+
+PROG = 'train_lenet_bn.py'
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,7 +88,7 @@ def gpus(text):
 
 
 def parse_args(argv):
-    p = Parser(description="Train the batch-norm chapter's LeNet on Fashion-MNIST.")
+    p = Parser(prog=PROG, description="Train the batch-norm chapter's LeNet on Fashion-MNIST.")
     p.add_argument('--bn', choices=BN_CHOICES, default='scratch',
                    help="batch norm: the book's from-scratch BatchNorm (default), nn.BatchNorm, "
                         "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), "
@@ -178,14 +182,14 @@ def plot_format(path):
 
 
 def fail(message):
-    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {message}")
+    sys.exit(f"{PROG}: error: {message}")
 
 
-def find_checkpoint(args):
+def find_checkpoint(args, held):
     """The checkpoint to resume from, read (None: train from the start); the run's seed. The
-    folder is locked first, for as long as this process lives."""
+    folder is locked first, for as long as `held` (an ExitStack) lasts."""
     os.makedirs(args.checkpoint_dir, exist_ok=True)
-    checkpoint.FolderLock(args.checkpoint_dir).acquire()
+    held.enter_context(checkpoint.FolderLock(args.checkpoint_dir))
     path = checkpoint.latest(args.checkpoint_dir)
     if path is None:
         if args.resume:
@@ -204,6 +208,11 @@ def find_checkpoint(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    with contextlib.ExitStack() as held:   # the checkpoint folder's lock, for the whole run
+        run(args, held)
+
+
+def run(args, held):
     ctxs = args.gpus or args.ctx or [try_gpu()]
     for ctx in ctxs:
         if not works(ctx):
@@ -213,7 +222,7 @@ def main(argv=None):
     resume_from, seed = None, args.seed
     if args.checkpoint_dir:
         try:
-            resume_from, seed = find_checkpoint(args)
+            resume_from, seed = find_checkpoint(args, held)
         except checkpoint.CheckpointError as error:
             fail(error)
     if seed is not None:

@@ -3,32 +3,25 @@ unmodified) rerun offline on the CPU with scripts/run_chapter.py, one batch per 
 passes, the two figures the chapters draw are saved, and the one shell escape that cannot run
 here is reported."""
 import json
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from gluon_bn import data
+from conftest import ROOT, run_script
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 BOOK = ROOT.parent / 'shared' / 'd2l-zh-v1'
-SCRIPT = ROOT / 'scripts' / 'run_chapter.py'
 
 pytestmark = [
     pytest.mark.book,
     pytest.mark.skipif(not BOOK.is_dir(), reason=f"the book's chapters are not in {BOOK}"),
-    pytest.mark.skipif(not data.has_all_files(data.DEBIAN_DIR),
-                       reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)'),
+    pytest.mark.real_data,
 ]
 
 
 def test_every_chapter_of_the_book_reruns_offline_on_the_cpu(tmp_path):
     report = tmp_path / 'report.json'
-    run = subprocess.run([sys.executable, str(SCRIPT), str(BOOK), '--epochs', '1',
-                          '--max-batches', '1', '--ctx', 'cpu', '--gpus-on-cpu', '2',
-                          '--report', str(report)], capture_output=True, text=True, timeout=1200)
+    run = run_script('run_chapter.py', BOOK, '--epochs', 1, '--max-batches', 1, '--ctx', 'cpu',
+                     '--gpus-on-cpu', 2, '--report', report, timeout=1200)
     results = {r['chapter']: r for r in json.loads(report.read_text())['results']}
     chapters = {str(p.relative_to(BOOK)) for p in BOOK.glob('chapter_*/*.md')}
     assert set(results) == chapters and len(chapters) == 16

@@ -15,9 +15,14 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from gluon_bn import checkpoint
-from test_cli import SCRIPT, cli, real_data
+from conftest import call_main, popen_script
 
 RUN = ['--train-size', '8192', '--epochs', '3', '--seed', '11']
+
+
+def cli(*args):
+    """The CLI's main() in this process; a run to be killed needs a process of its own."""
+    return call_main('train_lenet_bn.py', *args)
 
 
 def params_of(path):
@@ -32,8 +37,8 @@ def wait_for(path, process, timeout=120):
         time.sleep(0.01)
 
 
-@real_data
-@pytest.mark.parametrize('bn, ctx', [('scratch', 'cpu'), ('hybrid', 'cpu'),
+@pytest.mark.real_data
+@pytest.mark.parametrize('bn, ctx', [('scratch', 'cpu'),
                                      ('hybrid', 'cpu:0,cpu:1')])   # per-device statistics
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, bn, ctx):
     whole, cut = tmp_path / 'whole', tmp_path / 'cut'
@@ -43,8 +48,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, bn, ctx):
 
     args = ['--bn', bn, '--ctx', ctx, *RUN, '--checkpoint-dir', str(cut), '--out',
             str(tmp_path / 'cut.json')]
-    process = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = popen_script('train_lenet_bn.py', *args, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
     wait_for(cut / 'epoch-0001.ckpt', process)
     time.sleep(0.1)   # into epoch 2
     process.send_signal(signal.SIGKILL)
@@ -78,7 +83,7 @@ def small_run(tmp_path, epochs=1):
     return folder
 
 
-@real_data
+@pytest.mark.real_data
 def test_a_damaged_checkpoint_is_reported_and_kept(tmp_path):
     folder = small_run(tmp_path)
     path = folder / 'epoch-0001.ckpt'
@@ -95,7 +100,7 @@ def test_a_damaged_checkpoint_is_reported_and_kept(tmp_path):
     assert path.read_bytes() == bytes(damaged) and checkpoints_in(folder) == ['epoch-0001.ckpt']
 
 
-@real_data
+@pytest.mark.real_data
 def test_another_runs_checkpoint_is_refused_and_kept(tmp_path):
     folder = small_run(tmp_path)
     before = (folder / 'epoch-0001.ckpt').read_bytes()
@@ -110,7 +115,7 @@ def test_another_runs_checkpoint_is_refused_and_kept(tmp_path):
     assert checkpoints_in(folder) == ['epoch-0001.ckpt']
 
 
-@real_data
+@pytest.mark.real_data
 def test_resume_with_nothing_saved_yet_starts_and_seeds_the_run(tmp_path):
     result = cli('--train-size', '512', '--epochs', '1', '--checkpoint-dir',
                  str(tmp_path / 'new'), '--resume')
@@ -219,12 +224,12 @@ def test_a_folder_is_held_by_one_run_and_freed_when_its_process_dies(tmp_path):
     checkpoint.FolderLock(folder).acquire().release()
 
 
-@real_data
+@pytest.mark.real_data
 def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
     folder = tmp_path / 'run'
-    first = subprocess.Popen([sys.executable, SCRIPT, '--train-size', '8192', '--epochs', '3',
-                              '--checkpoint-dir', str(folder), '--no-progress'],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = popen_script('train_lenet_bn.py', '--train-size', '8192', '--epochs', '3',
+                         '--checkpoint-dir', folder, '--no-progress', stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     wait_for(folder / '.lock', first)
     time.sleep(0.5)
     second = cli('--bn', 'hybrid', '--train-size', '512', '--epochs', '1', '--checkpoint-dir',
@@ -239,7 +244,7 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
     assert checkpoint.read(folder / 'epoch-0003.ckpt').meta['settings']['bn'] == 'scratch'
 
 
-@real_data
+@pytest.mark.real_data
 def test_resuming_with_fewer_epochs_than_done_is_refused(tmp_path):
     folder = small_run(tmp_path, epochs=2)
     result = cli('--train-size', '512', '--epochs', '1', '--checkpoint-dir', str(folder),

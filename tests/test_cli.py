@@ -1,25 +1,22 @@
-"""scripts/train_lenet_bn.py as a user runs it."""
+"""scripts/train_lenet_bn.py as a user runs it: mostly its main() in this process, which is
+what the checks need, and a real process where the process itself is the point."""
 import errno
-import importlib.util
 import json
 import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-from gluon_bn import data, files
+from conftest import SCRIPTS, call_main, load_script, run_script
+from gluon_bn import files
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, 'scripts', 'train_lenet_bn.py')
-real_data = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(data.DEBIAN_DIR, 't10k-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+SCRIPT = 'train_lenet_bn.py'
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
+    """The CLI's main() in this process (the bad-flag table would otherwise start 27 Pythons)."""
+    return call_main('train_lenet_bn.py', *args)
 
 
 @pytest.mark.parametrize('args, words', [
@@ -33,7 +30,7 @@ def cli(*args):
     (['--gpus', '0', '--ctx', 'cpu'], ['not allowed with argument']),
     (['--frobnicate'], ['unrecognized arguments: --frobnicate']),
     (['--resume'], ['--resume needs --checkpoint-dir']),
-    (['--checkpoint-dir', SCRIPT], ['--checkpoint-dir', 'is a file']),
+    (['--checkpoint-dir', SCRIPTS / SCRIPT], ['--checkpoint-dir', 'is a file']),
     (['--checkpoint-dir', 'runs', '--kvstore', 'dist_sync'], ['not supported with --kvstore']),
     (['--out', '/no/such/folder/metrics.json'], ['--out', '/no/such/folder']),
     (['--out', '/tmp'], ['--out: /tmp is a folder']),
@@ -57,7 +54,13 @@ def test_bad_flags_and_missing_data_end_in_one_line(args, words):
         assert word in lines[0]
 
 
-@real_data
+def test_a_bad_flag_ends_a_real_process_in_one_line():
+    result = run_script('train_lenet_bn.py', '--epochs', '0')
+    assert result.returncode == 2
+    assert result.stderr == "train_lenet_bn.py: error: argument --epochs: must be positive, got 0\n"
+
+
+@pytest.mark.real_data
 def test_training_on_two_devices(tmp_path):
     result = cli('--ctx', 'cpu:0,cpu:1', '--train-size', '512', '--epochs', '1', '--seed', '1')
     assert result.returncode == 0, result.stderr
@@ -66,7 +69,7 @@ def test_training_on_two_devices(tmp_path):
     assert lines[-1].startswith('done: bn=scratch, 1 epochs on [cpu(0), cpu(1)]')
 
 
-@real_data
+@pytest.mark.real_data
 @pytest.mark.parametrize('bn', ['scratch', 'hybrid'])
 def test_the_same_seed_writes_the_same_metrics(tmp_path, bn):
     def train(name, seed):
@@ -84,14 +87,7 @@ def test_the_same_seed_writes_the_same_metrics(tmp_path, bn):
     assert (tmp_path / 'a.json.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location('train_lenet_bn', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@real_data
+@pytest.mark.real_data
 def test_results_that_cannot_be_written_at_the_end_are_kept_elsewhere(tmp_path, monkeypatch,
                                                                       capsys):
     out, plot = tmp_path / 'metrics.json', tmp_path / 'curves.png'
@@ -104,7 +100,7 @@ def test_results_that_cannot_be_written_at_the_end_are_kept_elsewhere(tmp_path, 
 
     monkeypatch.setattr(files, 'write_atomically', full_disk)
     with pytest.raises(SystemExit) as exit:
-        load_cli().main(['--train-size', '256', '--epochs', '1', '--seed', '3', '--out',
+        load_script(SCRIPT).main(['--train-size', '256', '--epochs', '1', '--seed', '3', '--out',
                          str(out), '--plot', str(plot), '--no-progress'])
     message = str(exit.value.code)
     kept = re.search(r"could not write the metrics to \S+ \(No space left on device\); they "

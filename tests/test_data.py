@@ -1,6 +1,5 @@
 """The offline Fashion-MNIST loader: small IDX files written here, and the real files if present."""
 import gzip
-import os
 import struct
 
 import d2lzh
@@ -166,12 +165,7 @@ def test_array_loader_batches_every_sample_once_reshuffled_each_epoch():
     assert X.shape == (4, 1, 14, 14) and list(y.asnumpy()) == [0, 1, 2, 3]
 
 
-real_data = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(data.DEBIAN_DIR, 't10k-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
-
-
-@real_data
+@pytest.mark.real_data
 def test_real_files_verify_and_are_balanced():
     for train, count in ((True, 60000), (False, 10000)):
         images, labels = data.load_fashion_mnist(train, data.DEBIAN_DIR)
@@ -179,7 +173,7 @@ def test_real_files_verify_and_are_balanced():
         np.testing.assert_array_equal(np.bincount(labels), [count // 10] * 10)
 
 
-@real_data
+@pytest.mark.real_data
 def test_fast_loader_yields_what_the_books_pipeline_yields():
     _, test_iter = data.load_data_fashion_mnist(256, root=data.DEBIAN_DIR, ctx=mx.cpu())
     with compat.offline(data.DEBIAN_DIR):   # d2lzh's own loader: ToTensor, 4 workers

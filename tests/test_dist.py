@@ -10,14 +10,14 @@ import uuid
 
 import pytest
 
+from conftest import checkout_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCHER = os.path.join(HERE, os.pardir, 'scripts', 'launch_dist.py')
 
 
 def launch(worker_command, marker):
-    env = dict(os.environ, GLUON_BN_TEST_MARKER=marker,
-               PYTHONPATH=os.pathsep.join([os.path.join(HERE, os.pardir),
-                                           os.environ.get('PYTHONPATH', '')]))
+    env = checkout_env(GLUON_BN_TEST_MARKER=marker)
     return subprocess.Popen([sys.executable, LAUNCHER, '--workers', '2', '--servers', '1', '--',
                              *worker_command], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -98,7 +98,7 @@ def test_a_scheduler_that_cannot_bind_its_port_ends_the_run():
     with socket.socket() as taken:
         taken.bind(('127.0.0.1', 0))
         taken.listen()
-        env = dict(os.environ, GLUON_BN_TEST_MARKER=marker)
+        env = checkout_env(GLUON_BN_TEST_MARKER=marker)
         launcher = subprocess.run([sys.executable, LAUNCHER, '--port', str(taken.getsockname()[1]),
                                    '--', *SLEEPER], env=env, capture_output=True, text=True,
                                   timeout=60)
@@ -108,8 +108,7 @@ def test_a_scheduler_that_cannot_bind_its_port_ends_the_run():
     assert processes_with(marker) == []
 
 
-@pytest.mark.skipif(not os.path.isfile('/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'),
-                    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+@pytest.mark.real_data
 def test_the_training_cli_runs_as_two_workers(tmp_path):
     marker = uuid.uuid4().hex
     cli = os.path.join(HERE, os.pardir, 'scripts', 'train_lenet_bn.py')

@@ -14,6 +14,7 @@ from .train import evaluate_accuracy, train_ch5
 from .tutorial import batch_norm2D
 
 __version__ = '0.1.0'
-__all__ = ['BatchNorm', 'DataError', 'HybridBatchNorm', 'batch_norm', 'batch_norm2D', 'evaluate_accuracy',
+__all__ = ['BatchNorm', 'DataError', 'HybridBatchNorm', 'batch_norm', 'batch_norm2D',
+           'evaluate_accuracy',
            'lenet_bn', 'load_data_fashion_mnist', 'reference', 'run_on_devices', 'SyncBatchNorm',
            'train_ch5', 'try_all_gpus', 'try_gpu']

@@ -186,7 +186,8 @@ class _Run:
                                                          cleanup_kc=True))
             except (NoSuchKernel, RuntimeError) as error:   # RuntimeError: it never answered
                 return self.failed(None, f"no Jupyter kernel could start: {error}")
-            cell = lambda: nb.cells[code_cells[self.cell - 1]] if self.cell else None
+            def cell():   # the cell that was running, if any
+                return nb.cells[code_cells[self.cell - 1]] if self.cell else None
             try:
                 self.set_up(client, settings)
                 for number, index in enumerate(code_cells, 1):
@@ -344,7 +345,8 @@ def totals(results):
 
 
 def markdown_report(results, settings):
-    options = ', '.join(f"{k.replace('_', '-')} {v}" for k, v in dataclasses.asdict(settings).items()
+    chosen = dataclasses.asdict(settings).items()
+    options = ', '.join(f"{k.replace('_', '-')} {v}" for k, v in chosen
                         if v is not None) or 'none'
     lines = ['# run_chapter report', '', f"Options: {options}.", '',
              '| ' + ' | '.join(HEADER) + ' |', '|' + ' --- |' * len(HEADER)]

@@ -21,7 +21,8 @@ from .context import try_gpu
 ENV_VAR = 'FASHION_MNIST_DIR'
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 DOWNLOAD_URL = 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/dataset/fashion-mnist/'
-HOW_TO_GET = (f"get a good copy with `sudo apt-get install dataset-fashion-mnist` (Debian, Ubuntu), "
+HOW_TO_GET = (f"get a good copy with `sudo apt-get install dataset-fashion-mnist` "
+              f"(Debian, Ubuntu), "
               f"or put the four files from https://github.com/zalandoresearch/fashion-mnist in a "
               f"folder and pass it as root / --data-dir, or set {ENV_VAR}")
 
@@ -42,12 +43,16 @@ class IdxSpec:
 IMAGES, LABELS = 2051, 2049   # IDX magic numbers: unsigned bytes, 3 and 1 dimensions
 FILES = {   # SHA-256 of the decompressed files, as Debian's dataset-fashion-mnist ships them
     'train': {
-        'train-images-idx3-ubyte.gz': IdxSpec(IMAGES, 60000, (28, 28), 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888'),
-        'train-labels-idx1-ubyte.gz': IdxSpec(LABELS, 60000, (), 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9'),
+        'train-images-idx3-ubyte.gz': IdxSpec(IMAGES, 60000, (28, 28),
+            'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888'),
+        'train-labels-idx1-ubyte.gz': IdxSpec(LABELS, 60000, (),
+            'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9'),
     },
     'test': {
-        't10k-images-idx3-ubyte.gz': IdxSpec(IMAGES, 10000, (28, 28), '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b'),
-        't10k-labels-idx1-ubyte.gz': IdxSpec(LABELS, 10000, (), '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'),
+        't10k-images-idx3-ubyte.gz': IdxSpec(IMAGES, 10000, (28, 28),
+            '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b'),
+        't10k-labels-idx1-ubyte.gz': IdxSpec(LABELS, 10000, (),
+            '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'),
     },
 }
 NUM_CLASSES = 10

@@ -17,7 +17,8 @@ BN_CHOICES = tuple(BN_LAYERS) + ('none',)
 
 
 def _block(sequential, layer, bn, channels, num_dims, num_devices):
-    """layer, then batch norm, then the sigmoid: BN sits between the affine map and the activation."""
+    """layer, then batch norm, then the sigmoid: BN sits between the affine map and the
+    activation."""
     sequential.add(layer, BN_LAYERS[bn](channels, num_dims, num_devices),
                    nn.Activation('sigmoid'))
 

@@ -115,7 +115,8 @@ class BatchNorm(nn.Block):
             raise TypeError("BatchNorm() missing required argument 'num_dims' "
                             "(2 after a dense layer, 4 after a convolution)")
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"BatchNorm: num_features must be a positive int, got {num_features!r}")
+            raise ValueError(f"BatchNorm: num_features must be a positive int, got "
+                             f"{num_features!r}")
         if num_dims not in (2, 4):
             raise ValueError(f"BatchNorm: num_dims must be 2 (after a dense layer) or 4 (after a "
                              f"convolution), got {num_dims!r}")

@@ -55,9 +55,11 @@ def parse_args(argv):
     parser.add_argument('--figures', metavar='DIR',
                         help="where figures are saved (default: figures/ beside the report or "
                              "notebook, else in the current folder)")
-    parser.add_argument('--report', metavar='FILE', help='write the summary to FILE.json or FILE.md')
+    parser.add_argument('--report', metavar='FILE',
+                        help='write the summary to FILE.json or FILE.md')
     parser.add_argument('--notebook', metavar='OUT',
-                        help='save each executed notebook: OUT.ipynb for one chapter, else a folder')
+                        help='save each executed notebook: OUT.ipynb for one chapter, else a '
+                             'folder')
     args = parser.parse_args(argv)
     if args.report and not args.report.endswith(('.json', '.md')):
         parser.error(f"--report: expected a .json or .md file name, got {args.report!r}")
@@ -81,11 +83,13 @@ def announce(settings):
               f"with a fixed count, run {settings.epochs} epoch(s)")
     if settings.max_batches is not None:
         print(f"[run_chapter] --max-batches {settings.max_batches}: every pass over a data loader "
-              f"stops after {settings.max_batches} batch(es); losses and accuracies cover only those")
+              f"stops after {settings.max_batches} batch(es); losses and accuracies cover only "
+              f"those")
     if settings.gpus_on_cpu is not None:
         n = settings.gpus_on_cpu
         print(f"[run_chapter] --gpus-on-cpu {n}: mx.gpu(i) is mx.cpu(i) for i < {n}, and d2lzh "
-              f"sees {n} GPU(s). They share this machine's CPU cores, so the chapter's results hold "
+              f"sees {n} GPU(s). They share this machine's CPU cores, so the chapter's results "
+              f"hold "
               f"but its timings show no multi-GPU speed-up")
     if settings.ctx is not None:
         print(f"[run_chapter] --ctx {settings.ctx}: d2lzh.try_gpu() returns it")

@@ -28,7 +28,8 @@ def build(folder, soname, value, needs=(), link_from=()):
     source.write_text(f'{externs}extern "C" int {symbol}() {{ return {value}{calls}; }}\n')
     path = folder / soname
     subprocess.run(['g++', '-shared', '-fPIC', '-o', str(path), f'-Wl,-soname,{soname}',
-                    str(source), '-Wl,--no-as-needed', f'-L{folder}', *[f'-L{d}' for d in link_from],
+                    str(source), '-Wl,--no-as-needed', f'-L{folder}',
+                    *[f'-L{d}' for d in link_from],
                     *[f'-l:{need}' for need in needs]], check=True)
     return path
 

@@ -90,7 +90,9 @@ def test_channels_last_matches_the_reference(axis):
     layer = HybridBatchNorm(axis=axis, in_channels=3)
     layer.initialize()
     got = train_and_predict(layer, x, dy, hybridize=True, steps=1)
-    nchw = lambda a: a.transpose(0, 3, 1, 2)
+    def nchw(a):
+        return a.transpose(0, 3, 1, 2)
+
     y, mean, var = reference.train_forward(nchw(x), np.ones(3), np.zeros(3), 1e-5)
     dx, _, _ = reference.train_backward(nchw(dy), nchw(x), np.ones(3), 1e-5)
     np.testing.assert_allclose(got['y'], y.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)

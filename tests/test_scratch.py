@@ -68,7 +68,9 @@ def test_prediction_of_one_sample_does_not_depend_on_its_batch():
 def test_block_updates_its_statistics_only_when_training():
     block = trained_block(4, 4, (8, 4, 5, 5), steps=1)
     X = pre_activations((8, 4, 5, 5), seed=5)
-    stats = lambda: (block.moving_mean.data().asnumpy(), block.moving_var.data().asnumpy())
+    def stats():
+        return block.moving_mean.data().asnumpy(), block.moving_var.data().asnumpy()
+
     before = stats()
     block(X)                                  # prediction
     with autograd.record(train_mode=False):

@@ -51,7 +51,9 @@ def test_train_ch5_prints_d2lzhs_lines(bn, tmp_path):
     ours_net, theirs_net = twin_nets(bn, tmp_path)
     ours, history = printed(train_ch5, ours_net, train_iter, test_iter)
     theirs, _ = printed(d2lzh.train_ch5, theirs_net, train_iter, test_iter)
-    untimed = lambda lines: [re.sub(r'time \d+\.\d sec', 'time _ sec', line) for line in lines]
+    def untimed(lines):
+        return [re.sub(r'time \d+\.\d sec', 'time _ sec', line) for line in lines]
+
     assert untimed(ours) == untimed(theirs)
     assert ours[0] == 'training on cpu(0)' and len(ours) == 4
     assert re.fullmatch(r'epoch 3, loss \d\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, '
@@ -63,7 +65,9 @@ def test_train_ch5_prints_d2lzhs_lines(bn, tmp_path):
 
 
 def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
-    layers = lambda net: [type(layer).__name__ for layer in net]
+    def layers(net):
+        return [type(layer).__name__ for layer in net]
+
     affine = ['Conv2D', 'Conv2D', 'Dense', 'Dense']
     for bn, bn_type in (('scratch', 'BatchNorm'), ('gluon', 'BatchNorm'),
                         ('hybrid', 'HybridBatchNorm'), ('sync', 'SyncBatchNorm')):

@@ -19,10 +19,12 @@ import json
 import os
 import random
 import re
+import secrets
 import tempfile
 import zipfile
 from typing import NamedTuple
 
+import mxnet as mx
 import numpy as np
 from mxnet import nd
 
@@ -169,6 +171,41 @@ def read(path):
         raise CheckpointError(f"{path} has format {meta.get('format')!r}, this gluon_bn reads "
                               f"format {FORMAT}")
     return Saved(str(path), meta, arrays, trainer_states)
+
+
+def seed_everything(seed):
+    """Python's, NumPy's and MXNet's generators, from one seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def start_or_resume(folder, resume, epochs, seed=None, held=None):
+    """The checkpoint a run in `folder` continues from (None: it starts), and its seed.
+
+    The folder is created if missing and locked for as long as `held` (an ExitStack) lasts, or
+    until the process ends. A folder that holds checkpoints is only continued, with
+    `resume=True`, and not with fewer `epochs` than are done already. A run that checkpoints is
+    always seeded, so that it can be resumed exactly: by `seed`, else by the checkpoint's, else
+    by a drawn one. CheckpointError says what is wrong.
+    """
+    os.makedirs(folder, exist_ok=True)
+    lock = FolderLock(folder)
+    if held is not None:
+        held.enter_context(lock)
+    else:
+        lock.acquire()
+    path = latest(folder)
+    if path is None:
+        return None, secrets.randbelow(2 ** 31) if seed is None else seed
+    if not resume:
+        raise CheckpointError(f"{folder} holds the checkpoints of a run (the last: {path}): "
+                              f"pass --resume to continue it, or choose another folder")
+    saved = read(path)
+    if saved.meta['epoch'] > epochs:
+        raise CheckpointError(f"--epochs {epochs}, but {path} has {saved.meta['epoch']} epochs "
+                              f"done: pass --epochs {saved.meta['epoch']} or more")
+    return saved, saved.meta['settings']['seed'] if seed is None else seed
 
 
 def check_compatible(saved, net, settings):

@@ -38,13 +38,33 @@ def cache_dir():
                                                             'gluon_bn')
 
 
+# -Wall and no more: -Wextra only repeats MXNet's own header at us.
+FLAGS = ('-shared', '-fPIC', '-std=c++17', '-O3', '-Wall')
+
+
+def compiler():
+    return os.environ.get('CXX', 'g++')
+
+
+def _compiler_identity():
+    """What the build depends on besides the sources: the compiler's own account of itself
+    (`--version`), or its name if it cannot give one (build() then says what is wrong)."""
+    try:
+        return subprocess.run([compiler(), '--version'], capture_output=True, text=True,
+                              timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return compiler()
+
+
 def library_path():
-    """The library's path, named after everything it is built from."""
+    """The library's path, named after everything it is built from: the sources, MXNet's
+    version, the compiler and the flags."""
     digest = hashlib.sha256()
     for path in SOURCES + HEADERS + [_LIB_API]:
         with open(path, 'rb') as f:
             digest.update(f.read())
-    digest.update(mx.__version__.encode())
+    for part in (mx.__version__, compiler(), _compiler_identity(), *FLAGS):
+        digest.update(part.encode() + b'\0')
     return os.path.join(cache_dir(), f'libgluon_bn_ops-{digest.hexdigest()[:16]}.so')
 
 
@@ -69,7 +89,6 @@ def intact(path):
 def build(path):
     """Compile the operators into `path` (written to a temporary file, then renamed), with its
     checksum beside it."""
-    compiler = os.environ.get('CXX', 'g++')
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -79,16 +98,19 @@ def build(path):
                          f"cannot write there ({error.strerror or error}): set GLUON_BN_CACHE "
                          f"to a folder it can write") from None
     os.close(fd)
-    command = [compiler, '-shared', '-fPIC', '-std=c++17', '-O3',
-               '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES, _LIB_API, '-o', tmp]
+    command = [compiler(), *FLAGS, '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES,
+               _LIB_API, '-o', tmp]
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        if result.stderr.strip():   # shown, not discarded
+            warnings.warn(f"gluon_bn: the compiler warned while building the batch-norm "
+                          f"operator:\n{result.stderr}", RuntimeWarning)
         files.write_atomically(path + '.sha256', f"{sha256_of(tmp)}  {os.path.basename(path)}\n"
                                .encode())
         os.replace(tmp, path)
     except FileNotFoundError:
         raise BuildError(f"gluon_bn builds its batch-norm operator once with a C++ compiler "
-                         f"and found none ({compiler!r}): install one (Debian, Ubuntu: "
+                         f"and found none ({compiler()!r}): install one (Debian, Ubuntu: "
                          f"sudo apt-get install g++) or set CXX; BatchNorm(fast=False) "
                          f"needs none") from None
     except subprocess.CalledProcessError as error:

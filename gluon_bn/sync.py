@@ -26,7 +26,7 @@ from concurrent.futures import Future, wait
 from mxnet import autograd, nd
 from mxnet.gluon import contrib
 
-from . import ops
+from . import ops, train
 from ._checks import (OPERATOR_DTYPES, SYNC_DTYPES, check_hyperparameters, check_not_empty,
                       check_operator_dtype)
 
@@ -180,6 +180,40 @@ def run_on_devices(fn, *per_device):
     if first is not None:
         raise first
     return [future.result() for future in futures]
+
+
+class Synchronized:
+    """train_ch5's plan for a network with SyncBatchNorm layers (gluon_bn.train): each device's
+    forward pass in a thread of its own, every device with at least one sample."""
+
+    def __init__(self, net, ctxs):
+        self.net, self.min_samples = net, len(ctxs)
+        self.why = (f"each of the {len(ctxs)} devices that synchronize batch norm needs at "
+                    f"least one")
+        self._warmed = False
+
+    def forward(self, fn, Xs, ys):
+        if not self._warmed:
+            # Gluon's deferred initialization is not thread-safe: finish it on one device
+            # first, in prediction mode, where no statistics change and no device waits.
+            with autograd.pause(train_mode=False):
+                self.net(Xs[0])
+            self._warmed = True
+        return run_on_devices(fn, Xs, ys)
+
+
+def plan_for(net, ctxs):
+    """Synchronized if net has SyncBatchNorm layers over several devices, which must then be
+    ctxs; else None."""
+    layers = [layer for layer in sync_layers(net) if layer.num_devices > 1]
+    for layer in layers:
+        if layer.num_devices != len(ctxs):
+            raise ValueError(f"{layer.name} synchronizes {layer.num_devices} devices, but the "
+                             f"network trains on {len(ctxs)}: {ctxs}")
+    return Synchronized(net, ctxs) if layers else None
+
+
+train.register_devices(plan_for)
 
 
 def sync_layers(block):

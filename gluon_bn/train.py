@@ -11,7 +11,6 @@ from mxnet import autograd, nd
 from mxnet.gluon import loss as gloss
 from mxnet.gluon import utils as gutils
 
-from .sync import run_on_devices, sync_layers
 
 # Wait for the device every so many batches: it bounds the engine's queue (and so the memory it
 # holds) and lets a progress bar show work done rather than work queued.
@@ -41,18 +40,36 @@ def evaluate_accuracy(data_iter, net, ctx=mx.cpu()):
     return correct.asscalar() / n
 
 
-def check_sync_layers(net, ctxs):
-    """Whether net synchronizes batch norm across ctxs; its layers must expect that many."""
-    layers = [layer for layer in sync_layers(net) if layer.num_devices > 1]
-    for layer in layers:
-        if layer.num_devices != len(ctxs):
-            raise ValueError(f"{layer.name} synchronizes {layer.num_devices} devices, but the "
-                             f"network trains on {len(ctxs)}: {ctxs}")
-    return bool(layers)
+class OneAfterAnother:
+    """How train_ch5 runs a step's forward passes on its devices, by default: one after the
+    other, in this thread. A module whose layers need more (gluon_bn.sync) registers a plan of
+    its own with `register_devices`; train_ch5 knows no layer."""
+    min_samples = 1        # a batch with fewer samples is left out of training
+    why = ''               # ... and the reason train_ch5 gives for it
+
+    def forward(self, fn, Xs, ys):
+        return [fn(X, y) for X, y in zip(Xs, ys)]
+
+
+_plans = []
+
+
+def register_devices(plan_for):
+    """plan_for(net, ctxs): a plan (as OneAfterAnother) for training `net` on `ctxs`, or None
+    to leave it to the next one."""
+    _plans.append(plan_for)
+
+
+def devices_plan(net, ctxs):
+    for plan_for in _plans:
+        plan = plan_for(net, ctxs)
+        if plan is not None:
+            return plan
+    return OneAfterAnother()
 
 
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None, *,
-              start_epoch=0, before_epoch=None, after_epoch=None):
+              start_epoch=0, before_epoch=None, after_epoch=None, plan=None):
     """Train and evaluate a model, printing d2lzh's lines.
 
     Parameters are d2lzh's. `ctx` may also be a list of contexts: each batch is then split
@@ -60,7 +77,8 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     Trainer adds up the gradients. Batch norm layers keep per-device statistics, as
     nn.BatchNorm does, unless they are SyncBatchNorm layers: then each device runs its forward
     pass in a thread of its own (gluon_bn.run_on_devices) and they share the whole batch's
-    statistics. `progress`, if given, is called as progress(epoch, batches_done,
+    statistics (the plan gluon_bn.sync registers; `plan` gives one explicitly, see
+    OneAfterAnother). `progress`, if given, is called as progress(epoch, batches_done,
     batches_total) every SYNC_EVERY batches and at the end of each epoch.
 
     To continue a run (see gluon_bn.checkpoint): `start_epoch` epochs are done already, so
@@ -72,14 +90,14 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     """
     print('training on', ctx)
     ctxs = devices(ctx)
-    threaded = check_sync_layers(net, ctxs)
+    plan = plan or devices_plan(net, ctxs)
     loss = gloss.SoftmaxCrossEntropyLoss()
 
     def forward(X_part, y_part):
         y_hat = net(X_part)
         return y_hat, loss(y_hat, y_part).sum()
 
-    history, dropped, warmed = [], False, False
+    history, dropped = [], False
     for epoch in range(start_epoch, num_epochs):
         if before_epoch:
             before_epoch(epoch)
@@ -89,26 +107,16 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
         correct = nd.zeros(1, ctx=ctxs[0], dtype='float64')
         n = 0
         for i, (X, y) in enumerate(train_iter, 1):
-            if threaded and X.shape[0] < len(ctxs):
-                # Every synchronizing device needs a sample: drop the batch, as Gluon's
-                # last_batch='discard' would, and say so once.
+            if X.shape[0] < plan.min_samples:
+                # Dropped, as Gluon's last_batch='discard' would, and said once.
                 if not dropped:
                     print(f"train_ch5: a batch of {X.shape[0]} sample(s) is left out of "
-                          f"training: each of the {len(ctxs)} devices that synchronize batch "
-                          f"norm needs at least one")
+                          f"training: {plan.why}")
                 dropped = True
                 continue
             Xs, ys = split(X, ctxs), split(y, ctxs)
-            if threaded and not warmed:
-                # Gluon's deferred initialization is not thread-safe: finish it on one device
-                # first. In prediction mode no statistics change.
-                net(Xs[0])
-                warmed = True
             with autograd.record():
-                if threaded:
-                    outs = run_on_devices(forward, Xs, ys)
-                else:
-                    outs = [forward(X_part, y_part) for X_part, y_part in zip(Xs, ys)]
+                outs = plan.forward(forward, Xs, ys)
             y_hats, ls = [out[0] for out in outs], [out[1] for out in outs]
             # One backward for all devices: with SyncBatchNorm their graphs are joined.
             autograd.backward(ls)

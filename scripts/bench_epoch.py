@@ -18,7 +18,7 @@ import d2lzh
 import mxnet as mx
 from mxnet import gluon, init
 
-from gluon_bn import compat
+from gluon_bn import cli, compat
 from gluon_bn.data import load_data_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import train_ch5
@@ -43,8 +43,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--bn', nargs='+', default=['scratch', 'gluon', 'hybrid'],
                         choices=BN_CHOICES)
-    parser.add_argument('--epochs', type=int, default=1)
-    parser.add_argument('--data-dir', default=None)
+    cli.add_epochs(parser, 1, help='epochs per contender')
+    cli.add_data_dir(parser)
     args = parser.parse_args()
     ctx = mx.cpu()
     with compat.offline(args.data_dir):   # d2lzh's own loader over the local files

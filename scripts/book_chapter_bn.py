@@ -20,6 +20,7 @@ What was wrong in the copy of the chapter that circulates, and what changed:
 import argparse
 
 import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
+from gluon_bn import cli
 from mxnet import gluon, init
 
 
@@ -33,8 +34,8 @@ def train(bn, epochs, data_dir, ctx):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--epochs', type=int, default=5)
-    parser.add_argument('--data-dir')
+    cli.add_epochs(parser, 5)
+    cli.add_data_dir(parser)
     args = parser.parse_args()
     ctx = gluon_bn.try_gpu()
     for bn, title in (('scratch', 'from-scratch BatchNorm'), ('gluon', 'nn.BatchNorm')):

@@ -12,6 +12,7 @@ summary line gives the range and the number of epochs where it fell.
 import argparse
 
 import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
+from gluon_bn import cli
 from mxnet import gluon, init
 
 
@@ -21,7 +22,7 @@ RUNS = [('from-scratch BatchNorm, SGD lr 1.0, 10 epochs', 'scratch', 'sgd', 1.0,
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-dir')
+    cli.add_data_dir(parser)
     args = parser.parse_args()
     ctx = gluon_bn.try_gpu()
     train_iter, test_iter = gluon_bn.load_data_fashion_mnist(256, root=args.data_dir, ctx=ctx)

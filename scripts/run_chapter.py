@@ -18,40 +18,21 @@ import argparse
 import os
 import sys
 
-from gluon_bn import chapters, files
-from gluon_bn.context import parse_context
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def context(text):
-    try:
-        parse_context(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+from gluon_bn import chapters, cli, files
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('paths', nargs='+', metavar='PATH',
                         help='chapters (.md, .ipynb) or folders of them')
-    parser.add_argument('--epochs', type=positive_int,
+    parser.add_argument('--epochs', type=cli.positive(int),
                         help="train for N epochs: overrides num_epochs and hard-coded epoch loops")
-    parser.add_argument('--max-batches', type=positive_int, metavar='N',
+    parser.add_argument('--max-batches', type=cli.positive(int), metavar='N',
                         help="every pass over a data loader stops after N batches")
-    parser.add_argument('--ctx', type=context, help="what d2lzh.try_gpu() returns (cpu, gpu:1)")
-    parser.add_argument('--gpus-on-cpu', type=positive_int, metavar='N',
+    parser.add_argument('--ctx', type=cli.context, help="what d2lzh.try_gpu() returns (cpu, gpu:1)")
+    parser.add_argument('--gpus-on-cpu', type=cli.positive(int), metavar='N',
                         help="mx.gpu(i) is mx.cpu(i) for i < N: GPU chapters on a CPU")
-    parser.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files')
+    cli.add_data_dir(parser)
     parser.add_argument('--figures', metavar='DIR',
                         help="where figures are saved (default: figures/ beside the report or "
                              "notebook, else in the current folder)")

@@ -15,19 +15,16 @@ import contextlib
 import io
 import json
 import os
-import random
-import secrets
 import sys
 import warnings
 import time
 
 import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import mxnet as mx
-import numpy as np
 from mxnet import gluon, init, nd
 
-from gluon_bn import checkpoint, files, ops
-from gluon_bn.context import parse_context, try_gpu, works
+from gluon_bn import checkpoint, cli, files, ops
+from gluon_bn.context import try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import train_ch5
@@ -41,50 +38,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def learning_rate(text):
-    """A positive, finite number that MXNet's optimizers (which keep it as a float32) accept."""
-    value = float(text)
-    if not 0 < value <= FLOAT32_MAX:   # also false for nan
-        raise argparse.ArgumentTypeError(f"must be a positive number up to {FLOAT32_MAX:.3g} "
-                                         f"(MXNet keeps it as a float32), got {text}")
-    return value
-
-
-def seed(text):
-    value = int(text)
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {text}")
-    return value
-
-
-def contexts(text):
-    """'cpu', 'gpu:1', 'cpu:0,cpu:1' -> a list of MXNet contexts."""
-    try:
-        ctxs = [parse_context(part) for part in text.split(',')]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    twice = sorted({str(c) for c in ctxs if ctxs.count(c) > 1})
-    if twice:
-        raise argparse.ArgumentTypeError(f"{', '.join(twice)} listed twice: each device holds "
-                                         f"one part of the batch")
-    return ctxs
-
-
 def gpus(text):
     """'0,1' -> [gpu(0), gpu(1)]."""
-    return contexts(','.join(f'gpu:{index}' for index in text.split(',')))
+    return cli.contexts(','.join(f'gpu:{index}' for index in text.split(',')))
 
 
 def parse_args(argv):
@@ -93,11 +49,11 @@ def parse_args(argv):
                    help="batch norm: the book's from-scratch BatchNorm (default), nn.BatchNorm, "
                         "HybridBatchNorm (the from-scratch drop-in for nn.BatchNorm), "
                         "SyncBatchNorm (statistics over the batch of all --ctx devices), or none")
-    p.add_argument('--epochs', type=positive(int), default=5)
-    p.add_argument('--lr', type=learning_rate, default=1.0)
-    p.add_argument('--batch-size', type=positive(int), default=256)
+    cli.add_epochs(p, 5)
+    p.add_argument('--lr', type=cli.learning_rate, default=1.0)
+    p.add_argument('--batch-size', type=cli.positive(int), default=256)
     devices = p.add_mutually_exclusive_group()
-    devices.add_argument('--ctx', type=contexts, default=None,
+    devices.add_argument('--ctx', type=cli.contexts, default=None,
                          help='cpu, gpu, cpu:N or gpu:N, or several separated by commas for '
                               'data parallelism (default: gpu(0) if one works, else cpu)')
     devices.add_argument('--gpus', type=gpus, default=None, metavar='0,1',
@@ -105,11 +61,10 @@ def parse_args(argv):
     p.add_argument('--kvstore', choices=['dist_sync', 'dist_device_sync', 'dist_async'],
                    help="train as one worker of MXNet's distributed KVStore, on its own shard "
                         "of the data (start the workers with scripts/launch_dist.py)")
-    p.add_argument('--data-dir', help='folder of the four Fashion-MNIST .gz files (default: '
-                                      '$FASHION_MNIST_DIR, then Debian\'s, then MXNet\'s cache)')
-    p.add_argument('--train-size', type=positive(int), default=None,
+    cli.add_data_dir(p)
+    p.add_argument('--train-size', type=cli.positive(int), default=None,
                    help='train on the first N training images only (a quick check)')
-    p.add_argument('--seed', type=seed, default=None, help='seed every random generator')
+    cli.add_seed(p)
     p.add_argument('--checkpoint-dir', metavar='DIR',
                    help='after every epoch, save all that is needed to continue the run in DIR '
                         '(created if missing; it must not hold another run\'s checkpoints)')
@@ -148,12 +103,6 @@ def progress_bar(epoch, done, total, width=30):
           end=end, file=sys.stderr, flush=True)
 
 
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    mx.random.seed(seed)
-
-
 def plot(history, path):
     """The figure of loss and accuracies per epoch, as the bytes of an image file."""
     import matplotlib
@@ -185,27 +134,6 @@ def fail(message):
     sys.exit(f"{PROG}: error: {message}")
 
 
-def find_checkpoint(args, held):
-    """The checkpoint to resume from, read (None: train from the start); the run's seed. The
-    folder is locked first, for as long as `held` (an ExitStack) lasts."""
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
-    held.enter_context(checkpoint.FolderLock(args.checkpoint_dir))
-    path = checkpoint.latest(args.checkpoint_dir)
-    if path is None:
-        if args.resume:
-            print(f"no checkpoint in {args.checkpoint_dir} yet: training from epoch 1")
-        # a run that checkpoints is always seeded, so that it can be resumed exactly
-        return None, secrets.randbelow(2 ** 31) if args.seed is None else args.seed
-    if not args.resume:
-        fail(f"{args.checkpoint_dir} holds the checkpoints of a run (the last: {path}): pass "
-             f"--resume to continue it, or choose another folder")
-    saved = checkpoint.read(path)
-    if saved.meta['epoch'] > args.epochs:
-        fail(f"--epochs {args.epochs}, but {path} has {saved.meta['epoch']} epochs done: pass "
-             f"--epochs {saved.meta['epoch']} or more")
-    return saved, saved.meta['settings']['seed'] if args.seed is None else args.seed
-
-
 def main(argv=None):
     args = parse_args(argv)
     with contextlib.ExitStack() as held:   # the checkpoint folder's lock, for the whole run
@@ -222,11 +150,14 @@ def run(args, held):
     resume_from, seed = None, args.seed
     if args.checkpoint_dir:
         try:
-            resume_from, seed = find_checkpoint(args, held)
+            resume_from, seed = checkpoint.start_or_resume(
+                args.checkpoint_dir, args.resume, args.epochs, args.seed, held)
+            if resume_from is None and args.resume:
+                print(f"no checkpoint in {args.checkpoint_dir} yet: training from epoch 1")
         except checkpoint.CheckpointError as error:
             fail(error)
     if seed is not None:
-        seed_everything(seed)
+        checkpoint.seed_everything(seed)
     try:
         train_images, train_labels = load_fashion_mnist(True, args.data_dir)
         test_images, test_labels = load_fashion_mnist(False, args.data_dir)

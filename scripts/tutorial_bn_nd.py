@@ -21,13 +21,13 @@ import time
 import gluon_bn  # first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 from mxnet import autograd, gluon, nd
 
-from gluon_bn import tutorial
+from gluon_bn import cli, tutorial
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--epochs', type=int, default=5)
-    parser.add_argument('--data-dir')
+    cli.add_epochs(parser, 5)
+    cli.add_data_dir(parser)
     args = parser.parse_args()
     ctx = gluon_bn.try_gpu()
     batch_size, learning_rate = 256, 0.9

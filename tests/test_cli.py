@@ -21,7 +21,7 @@ def cli(*args):
 
 @pytest.mark.parametrize('args, words', [
     (['--epochs', '0'], ['--epochs', 'must be positive']),
-    (['--lr', 'fast'], ['--lr', "invalid", "'fast'"]),
+    (['--lr', 'fast'], ['--lr', "expected a positive float, got 'fast'"]),
     (['--bn', 'batch'], ['--bn', "invalid choice: 'batch'"]),
     (['--ctx', 'tpu'], ['--ctx', "'tpu'"]),
     (['--ctx', 'gpu:7'], ['gpu(7) is not available']),

@@ -214,6 +214,18 @@ def test_a_missing_compiler_is_named(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_the_compiler_is_part_of_the_build_key_and_its_warnings_are_shown(tmp_path, monkeypatch):
+    default = ops.library_path()
+    wrapper = tmp_path / 'cxx'
+    wrapper.write_text('#!/bin/sh\necho "warning: a word from the compiler" >&2\nexec g++ "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv('CXX', str(wrapper))
+    monkeypatch.setenv('GLUON_BN_CACHE', str(tmp_path / 'cache'))
+    path = ops.library_path()
+    assert os.path.basename(path) != os.path.basename(default)   # another compiler, another build
+    with pytest.warns(RuntimeWarning, match='(?s)compiler warned.*a word from the compiler'):
+        ops.build(path)
+    assert ops.intact(path)
 
 
 def batch_norm_layers(net):

@@ -246,8 +246,8 @@ def test_ctrl_c_stops_the_run_kills_the_kernel_and_still_prints_the_table(tmp_pa
 @pytest.mark.parametrize('args, message', [
     (['no/such/chapter.md'], 'no/such/chapter.md: no such file or folder'),
     (['{txt}'], 'not a chapter (.md or .ipynb) or a folder of them'),
-    (['{md}', '--epochs', '0'], "--epochs: expected a positive whole number, got '0'"),
-    (['{md}', '--max-batches', 'x'], "--max-batches: expected a positive whole number"),
+    (['{md}', '--epochs', '0'], "argument --epochs: must be positive, got 0"),
+    (['{md}', '--max-batches', 'x'], "argument --max-batches: expected a positive int, got 'x'"),
     (['{md}', '--ctx', 'tpu'], "--ctx: expected cpu, gpu, cpu:N or gpu:N, got 'tpu'"),
     (['{md}', '--report', 'r.txt'], "--report: expected a .json or .md file name"),
     (['{md}', '{md}', '--notebook', 'one.ipynb'], "a single .ipynb file holds one chapter"),

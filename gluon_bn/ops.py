@@ -137,8 +137,8 @@ def load():
 # --- calling the operators: the one place that does ---------------------------------------
 
 def _constant_flag(ctx, training):
-    """A known mode as the operator's `training` input: two constant arrays per device, so a
-    call allocates nothing."""
+    """A known mode as the operator's `training` input, 1 or 0: two constant arrays per device,
+    so a call allocates nothing."""
     key = (ctx, bool(training))
     if key not in _flags:
         _flags[key] = nd.full((1,), float(training), ctx=ctx)
@@ -146,28 +146,29 @@ def _constant_flag(ctx, training):
 
 
 def mode_flag(F, gamma, running_mean, running_var):
-    """1.0 while training, 0.0 while predicting, read from a graph as it runs.
+    """The operator's `training` input in a graph: about 1 while training, 2 or more while
+    predicting, read as the graph runs (the operator takes the last value).
 
     MXNet tells library operators nothing about the mode, and a hybridized graph is traced once.
     BatchNorm is the one built-in operator that reads the mode without drawing random numbers
     (Dropout draws one, which shifted every later draw of a seeded run; a Python operator can
     hang the process at exit). BatchNorm's running statistics must be graph variables, so the
-    probe borrows the layer's own, with momentum 1, which leaves every bit of them as it is. Its
-    two rows, rm - d and rm + d with d = 2 sqrt(rv + 1e-5) + |rm| / 1024, come out as -+1 or
-    less when normalized with their own variance d**2 (training) and as -+2 or more with the
-    running variance rv (prediction); the |rm| term keeps d above rm's rounding however large
-    rm is. The rows are added to zeros shaped like gamma, which tells MXNet's shape inference
-    the channel count before BatchNorm imposes its own shape on the running statistics.
+    probe borrows the layer's own, with momentum 1, which leaves every bit of them as it is.
+    Its rows, rm - d and rm + d with d = 2 sqrt(rv + 1e-5) + |rm| / 2**20, come out below +-1
+    when normalized with their own variance d**2 (training; 0 where d**2 overflows float32),
+    and at +-2 or more with the running variance rv (prediction): the operator (attribute
+    probe) trains below 1.5. The |rm| term keeps d above rm's rounding however large rm is.
+    Added to zeros shaped like gamma, the statistics tell MXNet's shape inference their shape
+    before BatchNorm would impose its own on them.
     """
-    zeros = F.zeros_like(F.reshape(F.BlockGrad(gamma), shape=(1, -1)))
-    mean = F.elemwise_add(zeros, F.reshape(F.BlockGrad(running_mean), shape=(1, -1)))
-    var = F.elemwise_add(zeros, F.reshape(F.BlockGrad(running_var), shape=(1, -1)))
-    d = 2 * F.sqrt(var + 1e-5) + F.abs(mean) / 1024
-    probe = F.BatchNorm(F.concat(mean - d, mean + d, dim=0), F.ones_like(gamma),
-                        F.zeros_like(gamma), running_mean, running_var, eps=1e-5, momentum=1.0,
-                        fix_gamma=True, use_global_stats=False, cudnn_off=True)
-    upper = F.reshape(F.slice(probe, begin=(1, 0), end=(2, 1)), shape=(1,))
-    return F.BlockGrad(F.cast(upper < 1.5, dtype='float32'))
+    zeros = F.zeros_like(gamma)
+    mean = F.elemwise_add(zeros, running_mean)
+    var = F.elemwise_add(zeros, running_var)
+    d = 2 * F.sqrt(var + 1e-5) + F.abs(mean) / 2 ** 20
+    probe = F.BatchNorm(F.stack(mean - d, mean + d), F.ones_like(gamma), zeros, running_mean,
+                        running_var, eps=1e-5, momentum=1.0, fix_gamma=True,
+                        use_global_stats=False, cudnn_off=True)
+    return F.BlockGrad(F.cast(probe, dtype='float32'))
 
 
 def _through_identity(F, array):
@@ -188,12 +189,13 @@ def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, a
     """
     if training is None and F is nd:   # imperatively the mode is known now
         training = autograd.is_training()
-    flag = (mode_flag(F, gamma, running_mean, running_var) if training is None
+    probe = training is None
+    flag = (mode_flag(F, gamma, running_mean, running_var) if probe
             else _constant_flag(x.context, training))
     return F.gluon_bn_batch_norm(
         _through_identity(F, x), _through_identity(F, gamma), _through_identity(F, beta),
         running_mean, running_var, flag, axis=axis, eps=eps, momentum=momentum,
-        fix_gamma=fix_gamma, use_global_stats=use_global_stats, name=name)[0]
+        fix_gamma=fix_gamma, use_global_stats=use_global_stats, probe=probe, name=name)[0]
 
 
 def moments(F, x, axis=1):

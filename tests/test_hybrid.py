@@ -309,3 +309,36 @@ def test_a_seeded_run_draws_the_same_random_numbers_as_with_nn_batchnorm():
         net(X)                                  # and a prediction
         draws.append(nd.random.uniform(shape=5).asnumpy())
     np.testing.assert_array_equal(draws[0], draws[1])
+
+
+@pytest.mark.parametrize('mean, var', [(0.0, 0.0), (3e6, 1e-30), (-1e30, 1e30), (-0.0, 1.0)])
+def test_the_graphs_mode_probe_holds_for_any_running_statistics(mean, var):
+    """Hybridized, the mode comes from a BatchNorm probe on the running statistics; it must
+    say the mode whatever they are, and leave every bit of them as it was."""
+    x = nd.array(np.random.default_rng(2).normal(size=(6, 3)))
+    outputs = []
+    for hybridize in (False, True):   # imperatively the mode is known, not probed
+        layer = HybridBatchNorm(in_channels=3, momentum=1.0)   # statistics stay as set
+        layer.initialize()
+        layer.running_mean.set_data(nd.full(3, mean))
+        layer.running_var.set_data(nd.full(3, var))
+        if hybridize:
+            layer.hybridize()
+        with autograd.record():
+            training = layer(x).asnumpy()
+        outputs.append((training, layer(x).asnumpy(), layer.running_mean.data().asnumpy(),
+                        layer.running_var.data().asnumpy()))
+    imperative, hybridized = outputs
+    for ours, theirs in zip(hybridized, imperative):
+        np.testing.assert_array_equal(ours, theirs)
+    # With use_global_stats the layer itself writes no statistic: every bit left is the probe's.
+    frozen = HybridBatchNorm(in_channels=3, use_global_stats=True)
+    frozen.initialize()
+    frozen.running_mean.set_data(nd.full(3, mean))
+    frozen.running_var.set_data(nd.full(3, var))
+    frozen.hybridize()
+    before = [frozen.running_mean.data().asnumpy(), frozen.running_var.data().asnumpy()]
+    with autograd.record():
+        frozen(x).backward()
+    after = [frozen.running_mean.data().asnumpy(), frozen.running_var.data().asnumpy()]
+    assert [a.tobytes() for a in after] == [b.tobytes() for b in before]

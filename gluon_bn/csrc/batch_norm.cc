@@ -8,7 +8,8 @@
 //           dgamma = sum(dy * x_hat), dbeta = sum(dy).
 // MXNet passes library operators no training flag, so the caller passes one as an input.
 //
-// Inputs:  data, gamma, beta, running_mean (mutable), running_var (mutable), training (1,);
+// Inputs:  data, gamma, beta, running_mean (mutable), running_var (mutable), training (float32,
+//          any shape: its last value says the mode, see batch_statistics);
 //          gamma, beta and the running statistics hold one value per channel, in any shape.
 // Outputs: output, mean, inv_std (the last two are kept for the backward pass)
 // Attributes: axis, eps, momentum, fix_gamma, use_global_stats
@@ -51,13 +52,15 @@ namespace {
 enum Input { kData, kGamma, kBeta, kRunningMean, kRunningVar, kTraining, kNumInputs };
 enum Output { kOut, kMean, kInvStd, kNumOutputs };
 
-// Batch statistics when training, unless told to use the running ones.
+// Batch statistics when training, unless told to use the running ones. The `training` input
+// says the mode in its last value. As a flag: 1 while training, 0 while predicting. As the
+// output of gluon_bn's BatchNorm probe (attribute probe, ops.mode_flag): below 1 while
+// training, 2 or more while predicting.
 bool batch_statistics(MXTensor& training, const Attrs& attrs) {
-  return training.data<float>()[0] > 0.5f && !attrs.use_global_stats;
+  const float mode = training.data<float>()[training.size() - 1];
+  return (attrs.probe ? mode < 1.5f : mode > 0.5f) && !attrs.use_global_stats;
 }
 
-// T: the data's type; P: that of gamma, beta, the running statistics, and the saved mean and
-// inverse standard deviation.
 template <typename T, typename P>
 MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
                            std::vector<MXTensor>* outputs) {
@@ -193,7 +196,7 @@ MXReturnValue infer_shape(const AttrMap& attrs,
     return MX_FAIL;
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_batch_norm", i, channels[0], &(*in_shapes)[i])) return MX_FAIL;
-  (*in_shapes)[kTraining] = {1};
+  if (!known((*in_shapes)[kTraining])) (*in_shapes)[kTraining] = {1};
   (*out_shapes)[kOut] = data;
   (*out_shapes)[kMean] = channels;
   (*out_shapes)[kInvStd] = channels;

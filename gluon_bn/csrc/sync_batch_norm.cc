@@ -65,9 +65,10 @@ MXReturnValue moments_backward(const AttrMap& attrs, std::vector<MXTensor>* inpu
   const double* mean = in[2].data<double>() + l.C;
   T* dx = (*outputs)[0].data<T>();
   const Acc n = static_cast<Acc>(l.per_channel());
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc shift = d_mean[c] / n, slope = 2 * static_cast<Acc>(d_m2[c]), mu = mean[c];
-    for (int64_t i = b; i < e; ++i) dx[i] = static_cast<T>(shift + slope * (x[i] - mu));
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    for_each_value(l, c0, c1, [&](int64_t c, int64_t i) {
+      dx[i] = static_cast<T>(d_mean[c] / n + 2 * static_cast<Acc>(d_m2[c]) * (x[i] - mean[c]));
+    });
   });
   return MX_SUCCESS;
 }
@@ -256,16 +257,13 @@ MXReturnValue normalize_backward(const Attrs& attrs, std::vector<MXTensor>* inpu
     inv_std[c] = inverse_std(static_cast<Acc>(var[c]), attrs.eps);
     k[c] = scale_of(gamma[c], inv_std[c], attrs.fix_gamma);
   }
-  for_channel_runs(l, [&](int64_t c, int64_t b, int64_t e) {
-    const Acc mu = mean[c], is = inv_std[c], kc = k[c];
-    Acc s = 0, sx = 0;
-    for (int64_t i = b; i < e; ++i) {
-      s += dy[i];
-      sx += dy[i] * ((x[i] - mu) * is);
-      dx[i] = static_cast<T>(kc * dy[i]);
-    }
-    sum_dy[c] += s;
-    sum_dy_xhat[c] += sx;
+  for_channel_groups(l, [&](int64_t c0, int64_t c1) {
+    channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(dy[i]); },
+                 sum_dy.data());
+    channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
+      return dy[i] * ((x[i] - mean[c]) * inv_std[c]);
+    }, sum_dy_xhat.data());
+    for_each_value(l, c0, c1, [&](int64_t c, int64_t i) { dx[i] = static_cast<T>(k[c] * dy[i]); });
   });
   // y = k * (x - mean) + beta with k = gamma / sqrt(var + eps):
   // dy/dmean = -k, dy/dvar = -k * x_hat * inv_std / 2.

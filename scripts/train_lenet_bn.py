@@ -16,18 +16,17 @@ import io
 import json
 import os
 import sys
-import warnings
 import time
 
 import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import mxnet as mx
 from mxnet import gluon, init, nd
 
-from gluon_bn import checkpoint, cli, files, ops
+from gluon_bn import checkpoint, cli, engine, files, ops
 from gluon_bn.context import try_gpu, works
 from gluon_bn.data import ArrayLoader, DataError, load_fashion_mnist
 from gluon_bn.model import BN_CHOICES, lenet_bn
-from gluon_bn.train import train_ch5
+from gluon_bn.train import hybridize, train_ch5
 
 
 PROG = 'train_lenet_bn.py'
@@ -142,6 +141,8 @@ def main(argv=None):
 
 def run(args, held):
     ctxs = args.gpus or args.ctx or [try_gpu()]
+    # Before any operator runs: on one CPU, MXNet's fastest settings (gluon_bn.engine).
+    engine.default_settings(ctxs, args.kvstore)
     for ctx in ctxs:
         if not works(ctx):
             fail(f"{ctx} is not available (no such device, or this MXNet build has no GPU "
@@ -179,11 +180,7 @@ def run(args, held):
     except ops.BuildError as error:
         fail(error)
     net.initialize(ctx=ctxs, init=init.Xavier())
-    with warnings.catch_warnings():
-        # nn.Sequential of HybridBlocks (--bn sync) suggests HybridSequential, which a
-        # SyncBatchNorm over several devices cannot be part of.
-        warnings.filterwarnings('ignore', message='All children of this Sequential')
-        net.hybridize()   # hybridizes every layer that can be
+    hybridize(net, len(ctxs))
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr},
                             kvstore=kvstore)
     settings = {k: getattr(args, k) for k in ('bn', 'lr', 'batch_size', 'train_size')}

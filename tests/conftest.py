@@ -12,7 +12,13 @@ import sys
 
 import pytest
 
-from gluon_bn import data
+from mxnet import nd
+
+from gluon_bn import data, train
+
+# MXNet's default engine for the whole session, started now: a program's main() called here must
+# not switch this process to its own engine settings (gluon_bn.engine).
+nd.zeros(1).wait_to_read()
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / 'scripts'
@@ -25,9 +31,14 @@ def pytest_runtest_setup(item):
 
 
 def checkout_env(**variables):
-    """The environment with this checkout's gluon_bn first on the path, whatever is installed."""
+    """The environment with this checkout's gluon_bn first on the path, whatever is installed,
+    and MXNet's threads as in this process (unless the test says otherwise): convolutions with
+    another thread count round differently, and runs here are compared bit for bit with runs
+    there. So the training script keeps MXNet's own engine too (gluon_bn.engine)."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
-    return dict(os.environ, PYTHONPATH=path, **variables)
+    env = dict(os.environ, PYTHONPATH=path)
+    env.setdefault('OMP_NUM_THREADS', str(train.mxnet_threads()))
+    return dict(env, **variables)
 
 
 def run_script(name, *args, env=None, timeout=600, **kwargs):

@@ -342,3 +342,38 @@ def test_the_graphs_mode_probe_holds_for_any_running_statistics(mean, var):
         frozen(x).backward()
     after = [frozen.running_mean.data().asnumpy(), frozen.running_var.data().asnumpy()]
     assert [a.tobytes() for a in after] == [b.tobytes() for b in before]
+
+
+@pytest.mark.parametrize('addto', ['0', '1'])
+def test_gradients_accumulate_inside_a_graph(addto, monkeypatch):
+    """BN's input made by another operator in the same graph, and used twice (MXNet adds the
+    two gradients): grad_req='add' on every parameter still doubles every gradient in two
+    steps, also where MXNet may add gradients in place."""
+    monkeypatch.setenv('MXNET_EXEC_ENABLE_ADDTO', addto)
+
+    class Net(gluon.HybridBlock):
+        def __init__(self):
+            super().__init__()
+            self.conv = gluon.nn.Conv2D(3, 3, padding=1, in_channels=3)
+            self.bn = HybridBatchNorm(in_channels=3)
+
+        def hybrid_forward(self, F, x):
+            h = self.conv(x)
+            return self.bn(h) * h
+
+    x, dy = data((8, 3, 4, 4))
+    grads = []
+    for req, steps in (('write', 1), ('add', 2)):
+        mx.random.seed(0)
+        net = Net()
+        net.initialize(init=mx.init.Xavier())
+        net.collect_params().setattr('grad_req', req)
+        net.hybridize(static_alloc=True, static_shape=True)
+        for _ in range(steps):
+            with autograd.record():
+                Y = net(nd.array(x))
+            Y.backward(nd.array(dy))
+        grads.append([p.grad().asnumpy() for p in net.collect_params().values()
+                      if p.grad_req != 'null'])
+    for once, twice in zip(*grads):
+        np.testing.assert_allclose(twice, 2 * once, rtol=1e-5, atol=1e-6)

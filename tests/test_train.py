@@ -94,3 +94,29 @@ def test_device_helpers_fall_back_to_the_cpu():
         assert gluon_bn.try_gpu() == mx.cpu() and gluon_bn.try_all_gpus() == [mx.cpu()]
     else:
         assert gluon_bn.try_gpu() == mx.gpu(0)
+
+
+@pytest.mark.parametrize('bn', ['hybrid', 'scratch'])
+def test_static_memory_on_one_device_gives_the_same_bits(bn):
+    """gluon_bn.train.hybridize: static_alloc and static_shape change the speed, not the
+    numbers (a last batch of another size included)."""
+    data = tiny_data(64 * 3 + 40, seed=5)
+    params = []
+    for static in (False, True):
+        mx.random.seed(7)
+        net = lenet_bn(bn)
+        net.initialize(init=init.Xavier())
+        if static:
+            gluon_bn.train.hybridize(net)
+        else:
+            net.hybridize()
+        trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.5})
+        with contextlib.redirect_stdout(io.StringIO()):
+            history = train_ch5(net, data, data, 64, trainer, mx.cpu(), 2)
+        params.append(({name: p.data().asnumpy() for name, p in
+                        net._collect_params_with_prefix().items()}, history))
+    (plain, plain_history), (static, static_history) = params
+    assert plain.keys() == static.keys()
+    for name in plain:
+        assert plain[name].tobytes() == static[name].tobytes(), name
+    assert [r['test_acc'] for r in plain_history] == [r['test_acc'] for r in static_history]

@@ -1,0 +1,287 @@
+"""gluon_bn against its peers in one run: batch norm alone, then BN-LeNet epochs.
+
+    python scripts/bench_peers.py [--rounds 7] [--epochs 3] [--skip-epochs] [--torch-python PY]
+
+1. Batch norm, forward + backward, per BN-LeNet shape at batch 256: gluon_bn's from-scratch Block
+   (`--bn scratch`: gluon_bn.BatchNorm, imperative) and HybridBatchNorm (`--bn hybrid`,
+   hybridized), MXNet's nn.BatchNorm (hybridized), PyTorch's nn.BatchNorm2d/1d and the
+   from-scratch BatchNorm of the book's PyTorch port. The memory floor is what moving the data
+   costs: four copies of X (batch norm reads X twice and writes Y forward; reads X and dY twice
+   and writes dX backward), timed as NumPy copies.
+2. BN-LeNet epochs (train on 60,000 images, then test on 10,000; data preloaded in memory; SGD,
+   lr 1.0, batch 256, Xavier-uniform weights): gluon_bn's train_ch5 as scripts/train_lenet_bn.py
+   runs it, against PyTorch training the book port's network (seed 001's) the same way.
+
+Contenders take turns, round by round (epoch by epoch), so a drift of the machine's speed hits
+them alike; each figure is the median over the rounds, and each ratio compares two medians of
+this run. MXNet runs as scripts/train_lenet_bn.py runs it (gluon_bn.engine: synchronously, on
+every processor, unless MXNET_ENGINE_TYPE, OMP_NUM_THREADS or MXNET_OMP_MAX_THREADS say
+otherwise); PyTorch gets as many threads.
+
+PyTorch runs in a process and an environment of its own (scripts/torch_peer.py; `make peers`
+creates .venv-peers with it), because GluonCV refuses to import beside torch 2. Its OpenMP threads
+spin while they wait, and when another process shares the cores its times grow tenfold or more
+(epochs of 36-185 s instead of 4 s were seen on 2 cores): measure on a quiet machine. Without
+PyTorch the run compares gluon_bn with MXNet alone.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, init, nd
+from mxnet.gluon import nn
+
+from gluon_bn import BatchNorm, HybridBatchNorm, cli, engine, lenet_bn, train
+from gluon_bn.data import ArrayLoader, load_fashion_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS_PYTHON = os.path.join(ROOT, '.venv-peers', 'bin', 'python')
+SHAPES = [(256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84)]
+BATCH_SIZE, LR = 256, 1.0
+TORCH = {'torch BatchNorm': 'builtin', 'torch book BN': 'book'}
+
+
+class PeerError(RuntimeError):
+    """The PyTorch worker could not start or failed a request."""
+
+
+class TorchPeer:
+    """The PyTorch worker (scripts/torch_peer.py) in its own process, asked one turn at a time."""
+
+    def __init__(self, python, threads, data_path):
+        self.process = subprocess.Popen(
+            [python, os.path.join(ROOT, 'scripts', 'torch_peer.py'), '--threads', str(threads),
+             '--data', data_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.hello = self.ask(cmd='hello')
+
+    def ask(self, **request):
+        try:
+            self.process.stdin.write(json.dumps(request) + '\n')
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass   # the worker is gone: said below
+        line = self.process.stdout.readline()
+        if not line:
+            raise PeerError(f"the PyTorch worker ended (exit status {self.process.wait()})")
+        answer = json.loads(line)
+        if 'error' in answer:
+            raise PeerError(f"the PyTorch worker failed: {answer['error']}")
+        return answer
+
+    def close(self):
+        try:
+            self.process.stdin.close()   # the worker's loop ends with its input
+        except BrokenPipeError:
+            pass
+        self.process.wait(timeout=60)
+
+
+class Local:
+    """A contender in this process: step() queues one call, sync() waits for what is queued."""
+
+    def __init__(self, step, sync=lambda: None):
+        self.step, self.sync = step, sync
+
+    def warm(self):   # allocation, graph building
+        for _ in range(3):
+            self.step()
+        self.sync()
+
+    def round(self, reps):
+        start = time.perf_counter()
+        for _ in range(reps):
+            self.step()
+        self.sync()
+        return (time.perf_counter() - start) / reps * 1000
+
+
+class Remote:
+    """A batch-norm contender in the PyTorch worker."""
+
+    def __init__(self, peer, bn, shape):
+        self.peer, self.spec = peer, {'bn': bn, 'shape': list(shape)}
+
+    def warm(self):
+        self.peer.ask(cmd='warm', **self.spec)
+
+    def round(self, reps):
+        return self.peer.ask(cmd='round', reps=reps, **self.spec)['ms']
+
+
+def interleaved(contenders, rounds, reps):
+    """Median milliseconds per call of each contender, the contenders taking turns."""
+    for contender in contenders.values():
+        contender.warm()
+    times = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, contender in contenders.items():
+            times[name].append(contender.round(reps))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# ---- batch norm alone --------------------------------------------------------------------------
+
+def mxnet_bn(layer, shape, hybridize):
+    layer.initialize()
+    if hybridize:
+        layer.hybridize(static_alloc=True, static_shape=True)
+    X, dy = nd.random.normal(shape=shape), nd.random.normal(shape=shape)
+    X.attach_grad()
+
+    def step():
+        with autograd.record():
+            Y = layer(X)
+        Y.backward(dy)
+    return Local(step, nd.waitall)
+
+
+def memory_floor(shape):
+    """Four copies of X, as NumPy makes them (into new memory)."""
+    src = np.random.standard_normal(shape).astype(np.float32)
+    return Local(lambda: [src.copy() for _ in range(4)])
+
+
+def bench_batch_norm(rounds, peer):
+    print('Batch norm, forward + backward, ms per call (median of the rounds)')
+    names = ['gluon_bn scratch', 'gluon_bn hybrid', 'nn.BatchNorm']
+    names += list(TORCH) if peer else []
+    names.append('floor (4 copies)')
+    print(f"{'shape':17}" + ''.join(f"{name:>17}" for name in names)
+          + (f"{'hybrid/torch':>13}" if peer else '') + f"{'hybrid/floor':>13}")
+    for shape in SHAPES:
+        C, num_dims = shape[1], len(shape)
+        reps = 20 if shape == SHAPES[0] else 100
+        contenders = {
+            'gluon_bn scratch': mxnet_bn(BatchNorm(C, num_dims), shape, False),
+            'gluon_bn hybrid': mxnet_bn(HybridBatchNorm(in_channels=C), shape, True),
+            'nn.BatchNorm': mxnet_bn(nn.BatchNorm(in_channels=C), shape, True),
+        }
+        if peer:
+            contenders.update({name: Remote(peer, bn, shape) for name, bn in TORCH.items()})
+        contenders['floor (4 copies)'] = memory_floor(shape)
+        t = interleaved(contenders, rounds, reps)
+        print(f"{str(shape):17}" + ''.join(f"{t[name]:17.3f}" for name in names)
+              + (f"{t['gluon_bn hybrid'] / t['torch BatchNorm']:13.2f}" if peer else '')
+              + f"{t['gluon_bn hybrid'] / t['floor (4 copies)']:13.2f}", flush=True)
+
+
+# ---- BN-LeNet epochs ---------------------------------------------------------------------------
+
+class MXNetRun:
+    """BN-LeNet trained as scripts/train_lenet_bn.py trains it, one epoch per call."""
+
+    def __init__(self, bn, data, seed=0):
+        mx.random.seed(seed)
+        self.net = lenet_bn(bn)
+        self.net.initialize(init=init.Xavier())
+        train.hybridize(self.net)
+        self.trainer = gluon.Trainer(self.net.collect_params(), 'sgd', {'learning_rate': LR})
+        self.train_iter = ArrayLoader(data['train_x'], data['train_y'], BATCH_SIZE, True)
+        self.test_iter = ArrayLoader(data['test_x'], data['test_y'], BATCH_SIZE, False)
+        self.epochs = 0
+
+    def epoch(self):
+        with contextlib.redirect_stdout(io.StringIO()):   # train_ch5's lines
+            start = time.perf_counter()
+            record, = train.train_ch5(self.net, self.train_iter, self.test_iter, BATCH_SIZE,
+                                      self.trainer, mx.cpu(), self.epochs + 1,
+                                      start_epoch=self.epochs)
+            seconds = time.perf_counter() - start
+        self.epochs += 1
+        return seconds, record['test_acc']
+
+
+class RemoteRun:
+    def __init__(self, peer, bn):
+        self.peer, self.bn = peer, bn
+
+    def epoch(self):
+        answer = self.peer.ask(cmd='epoch', bn=self.bn)
+        return answer['seconds'], answer['test_acc']
+
+
+def bench_epochs(epochs, peer, data):
+    print(f'BN-LeNet, seconds per epoch (train + test; median of {epochs}), test accuracy '
+          f'after epoch {epochs}')
+    runs = {f'gluon_bn {bn}': MXNetRun(bn, data) for bn in ('hybrid', 'scratch', 'gluon')}
+    if peer:
+        runs.update({name: RemoteRun(peer, bn) for name, bn in TORCH.items()})
+    seconds, accuracy = {name: [] for name in runs}, {}
+    for _ in range(epochs):
+        for name, run in runs.items():
+            s, accuracy[name] = run.epoch()
+            seconds[name].append(s)
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    against = [(name, f'vs {name}') for name in TORCH] if peer else []
+    print(f"{'contender':18} {'s/epoch':>8} {'test acc':>9}"
+          + ''.join(f"{title:>19}" for _, title in against))
+    for name in runs:
+        print(f"{name:18} {median[name]:8.2f} {accuracy[name]:9.3f}"
+              + ''.join(f"{median[name] / median[peer_name]:19.2f}" for peer_name, _ in against),
+              flush=True)
+
+
+def load_data(data_dir, train_size):
+    train_x, train_y = load_fashion_mnist(True, data_dir)
+    test_x, test_y = load_fashion_mnist(False, data_dir)
+    return {'train_x': train_x[:train_size], 'train_y': train_y[:train_size],
+            'test_x': test_x, 'test_y': test_y}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=cli.positive(int), default=7,
+                        help='timing rounds per batch-norm contender (default 7)')
+    cli.add_epochs(parser, 3, help='epochs per BN-LeNet contender (default 3)')
+    parser.add_argument('--skip-epochs', action='store_true', help='time batch norm alone only')
+    parser.add_argument('--torch-python', metavar='PY', default=None,
+                        help=f'a Python with torch installed (default: {PEERS_PYTHON} if it '
+                             f'exists); "none" leaves PyTorch out')
+    parser.add_argument('--train-size', type=cli.positive(int), default=None,
+                        help='train on the first N images only (a quick try)')
+    cli.add_data_dir(parser)
+    args = parser.parse_args(argv)
+    python = args.torch_python or (PEERS_PYTHON if os.path.exists(PEERS_PYTHON) else 'none')
+    if python != 'none' and not os.path.exists(python):
+        parser.error(f"--torch-python: {python} does not exist")
+
+    # Before any MXNet operator runs: the engine and threads the training script would use.
+    synchronous = engine.default_settings([mx.cpu()])
+    threads = engine.processors() if synchronous else train.mxnet_threads()
+    data = load_data(args.data_dir, args.train_size)
+    try:
+        run(args, python, synchronous, threads, data)
+    except PeerError as error:
+        sys.exit(f"bench_peers.py: error: {error}")
+
+
+def run(args, python, synchronous, threads, data):
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
+        peer = None
+        if python == 'none':
+            print("PyTorch: not measured (make peers sets it up in .venv-peers)")
+        else:
+            np.savez(os.path.join(folder, 'data.npz'), **data)
+            peer = TorchPeer(python, threads, os.path.join(folder, 'data.npz'))
+            stack.callback(peer.close)
+        print(f"MXNet {mx.__version__}: {threads} thread(s), "
+              f"{'synchronous' if synchronous else 'its own'} engine"
+              + (f"; PyTorch {peer.hello['torch']}: {peer.hello['threads']} thread(s)" if peer
+                 else ''), flush=True)
+        bench_batch_norm(args.rounds, peer)
+        if not args.skip_epochs:
+            print()
+            bench_epochs(args.epochs, peer, data)
+
+if __name__ == '__main__':
+    main()

@@ -14,7 +14,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: train test setup system
+PEERS := .venv-peers
+
+.PHONY: train test setup system peers bench
 
 train: setup
 	$(BIN)/python scripts/train_lenet_bn.py $(ARGS)
@@ -24,6 +26,18 @@ test: setup
 	$(BIN)/python -m pytest $(ARGS)
 
 setup: system $(INSTALLED)
+
+# Optional: PyTorch for scripts/bench_peers.py, in an environment of its own (GluonCV refuses
+# to import beside torch 2). torch==2.13.0 is the CPU build.
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed:
+	@[ -x $(PEERS)/bin/python ] || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q torch==2.13.0 numpy
+	@touch $@
+
+bench: setup peers
+	$(BIN)/python scripts/bench_peers.py $(ARGS)
 
 system:
 	@missing=""; \

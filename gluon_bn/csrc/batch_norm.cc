@@ -138,11 +138,10 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.
   std::vector<Acc> sum_dy(l.C), sum_dy_xhat(l.C), k(l.C), mean_dy(l.C), g(l.C);
   for_channel_groups(l, [&](int64_t c0, int64_t c1) {
-    channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(dy[i]); },
-                 sum_dy.data());
-    channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
-      return dy[i] * ((x[i] - static_cast<Acc>(mean[c])) * static_cast<Acc>(inv_std[c]));
-    }, sum_dy_xhat.data());
+    channel_sums2(l, c0, c1, [&](int64_t c, int64_t i) {
+      const Acc d = dy[i];
+      return Pair<Acc>{d, d * ((x[i] - static_cast<Acc>(mean[c])) * static_cast<Acc>(inv_std[c]))};
+    }, sum_dy.data(), sum_dy_xhat.data());
     for (int64_t c = c0; c < c1; ++c) {
       const Acc is = inv_std[c];
       k[c] = scale_of(gamma[c], is, attrs.fix_gamma);

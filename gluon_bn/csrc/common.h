@@ -125,6 +125,33 @@ Acc lane_sum(int64_t begin, int64_t end, Term term) {
   return acc[0];
 }
 
+// Two sums in one pass: term(i) returns both terms, as a Pair.
+template <typename Acc>
+struct Pair { Acc a, b; };
+
+template <typename Acc, typename Term>
+Pair<Acc> lane_sum2(int64_t begin, int64_t end, Term term) {
+  Acc a[kLanes] = {}, b[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const Pair<Acc> t = term(i + j);
+      a[j] += t.a;
+      b[j] += t.b;
+    }
+  for (int j = 0; i < end; ++i, ++j) {
+    const Pair<Acc> t = term(i);
+    a[j] += t.a;
+    b[j] += t.b;
+  }
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int j = 0; j < width; ++j) {
+      a[j] += a[j + width];
+      b[j] += b[j + width];
+    }
+  return {a[0], b[0]};
+}
+
 // out[c] = the sum of term(c, i) over channel c's values i, for c in [c0, c1), in the wider type.
 template <typename Acc, typename Term>
 void channel_sums(const Layout& l, int64_t c0, int64_t c1, Term term, Acc* out) {
@@ -143,6 +170,34 @@ void channel_sums(const Layout& l, int64_t c0, int64_t c1, Term term, Acc* out) 
       total += lane_sum<Acc>(b, b + l.post, [&](int64_t i) { return term(c, i); });
     }
     out[c] = total;
+  }
+}
+
+// channel_sums of two terms at once (term(c, i) returns a Pair), in the same order: one pass.
+template <typename Acc, typename Term>
+void channel_sums2(const Layout& l, int64_t c0, int64_t c1, Term term, Acc* out_a, Acc* out_b) {
+  if (l.post == 1) {
+    for (int64_t c = c0; c < c1; ++c) out_a[c] = out_b[c] = 0;
+    for (int64_t p = 0; p < l.pre; ++p) {
+      const int64_t row = p * l.C;
+      for (int64_t c = c0; c < c1; ++c) {
+        const Pair<Acc> t = term(c, row + c);
+        out_a[c] += t.a;
+        out_b[c] += t.b;
+      }
+    }
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    Acc total_a = 0, total_b = 0;
+    for (int64_t p = 0; p < l.pre; ++p) {
+      const int64_t b = (p * l.C + c) * l.post;
+      const Pair<Acc> t = lane_sum2<Acc>(b, b + l.post, [&](int64_t i) { return term(c, i); });
+      total_a += t.a;
+      total_b += t.b;
+    }
+    out_a[c] = total_a;
+    out_b[c] = total_b;
   }
 }
 

@@ -258,11 +258,10 @@ MXReturnValue normalize_backward(const Attrs& attrs, std::vector<MXTensor>* inpu
     k[c] = scale_of(gamma[c], inv_std[c], attrs.fix_gamma);
   }
   for_channel_groups(l, [&](int64_t c0, int64_t c1) {
-    channel_sums(l, c0, c1, [&](int64_t, int64_t i) { return static_cast<Acc>(dy[i]); },
-                 sum_dy.data());
-    channel_sums(l, c0, c1, [&](int64_t c, int64_t i) {
-      return dy[i] * ((x[i] - mean[c]) * inv_std[c]);
-    }, sum_dy_xhat.data());
+    channel_sums2(l, c0, c1, [&](int64_t c, int64_t i) {
+      const Acc d = dy[i];
+      return Pair<Acc>{d, d * ((x[i] - mean[c]) * inv_std[c])};
+    }, sum_dy.data(), sum_dy_xhat.data());
     for_each_value(l, c0, c1, [&](int64_t c, int64_t i) { dx[i] = static_cast<T>(k[c] * dy[i]); });
   });
   // y = k * (x - mean) + beta with k = gamma / sqrt(var + eps):

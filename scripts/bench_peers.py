@@ -274,6 +274,8 @@ def run(args, python, synchronous, threads, data):
             np.savez(os.path.join(folder, 'data.npz'), **data)
             peer = TorchPeer(python, threads, os.path.join(folder, 'data.npz'))
             stack.callback(peer.close)
+            print("PyTorch's threads spin while they wait: with another process busy on these "
+                  "cores its times grow tenfold; the figures hold on a quiet machine")
         print(f"MXNet {mx.__version__}: {threads} thread(s), "
               f"{'synchronous' if synchronous else 'its own'} engine"
               + (f"; PyTorch {peer.hello['torch']}: {peer.hello['threads']} thread(s)" if peer

@@ -139,8 +139,8 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   std::vector<Acc> sum_dy(l.C), sum_dy_xhat(l.C), k(l.C), mean_dy(l.C), g(l.C);
   for_channel_groups(l, [&](int64_t c0, int64_t c1) {
     channel_sums2(l, c0, c1, [&](int64_t c, int64_t i) {
-      const Acc d = dy[i];
-      return Pair<Acc>{d, d * ((x[i] - static_cast<Acc>(mean[c])) * static_cast<Acc>(inv_std[c]))};
+      const Acc d = dy[i], mu = mean[c], is = inv_std[c];
+      return Pair<Acc>{d, d * ((x[i] - mu) * is)};
     }, sum_dy.data(), sum_dy_xhat.data());
     for (int64_t c = c0; c < c1; ++c) {
       const Acc is = inv_std[c];
@@ -151,7 +151,8 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
       dbeta[c] = static_cast<P>(sum_dy[c]);
     }
     for_each_value(l, c0, c1, [&](int64_t c, int64_t i) {
-      dx[i] = static_cast<T>(k[c] * (dy[i] - mean_dy[c]) - g[c] * (x[i] - static_cast<Acc>(mean[c])));
+      const Acc centred = x[i] - static_cast<Acc>(mean[c]);
+      dx[i] = static_cast<T>(k[c] * (dy[i] - mean_dy[c]) - g[c] * centred);
     });
   });
   for (int i : {kRunningMean, kRunningVar, kTraining}) zero(&(*outputs)[i]);

@@ -165,30 +165,28 @@ def _constant_flag(ctx, training):
     return _flags[key]
 
 
+# The probe's rows: -PROBE_ROW, 0, PROBE_ROW in every channel (exact in float16 and float32).
+PROBE_ROW = 32768.0
+
+
 def mode_flag(F, gamma, running_mean, running_var):
-    """The operator's `training` input in a graph: below 1.5 while training, 2 or more while
-    predicting, read as the graph runs (the operator takes the last value).
+    """The operator's `training` input in a graph: a probe of the mode, read as the graph runs.
 
     MXNet tells library operators nothing about the mode, and a hybridized graph is traced once.
     BatchNorm is the one built-in operator that reads the mode without drawing random numbers
     (Dropout draws one, which shifted every later draw of a seeded run; a Python operator can
-    hang the process at exit). BatchNorm's running statistics must be graph variables, so the
-    probe borrows the layer's own, with momentum 1, which leaves every bit of them as it is.
-    Its rows, rm - d and rm + d with d = 2 sqrt(rv + 1e-5) + |rm| / 2**20, come out below +-1
-    when normalized with their own variance d**2 (training; 0 where d**2 overflows float32),
-    and at +-2 or more with the running variance rv (prediction): the operator (attribute
-    probe) trains below 1.5. The |rm| term keeps d above rm's rounding however large rm is.
-    Added to zeros shaped like gamma, the statistics tell MXNet's shape inference their shape
-    before BatchNorm would impose its own on them.
+    hang the process at exit). The probe is MXNet's BatchNorm of the rows -K, 0, K (K = 2^15) in
+    every channel, with the layer's own running statistics as its own (BatchNorm's running
+    statistics must be graph variables) and momentum 1, which leaves every bit of them as it
+    is (a test). Training, it normalizes the rows by
+    their own statistics; predicting, by the running ones: the operator (attribute probe=2)
+    computes both and takes the nearer. Six small operators: rows, BatchNorm, BlockGrad.
     """
     zeros = F.zeros_like(gamma)
-    mean = F.elemwise_add(zeros, running_mean)
-    var = F.elemwise_add(zeros, running_var)
-    d = 2 * F.sqrt(var + 1e-5) + F.abs(mean) / 2 ** 20
-    probe = F.BatchNorm(F.stack(mean - d, mean + d), F.ones_like(gamma), zeros, running_mean,
-                        running_var, eps=1e-5, momentum=1.0, fix_gamma=True,
-                        use_global_stats=False, cudnn_off=True)
-    return F.BlockGrad(F.cast(probe, dtype='float32'))
+    rows = F.stack(zeros - PROBE_ROW, zeros, zeros + PROBE_ROW)
+    probe = F.BatchNorm(rows, zeros, zeros, running_mean, running_var, eps=1e-5, momentum=1.0,
+                        fix_gamma=True, use_global_stats=False, cudnn_off=True)
+    return F.BlockGrad(probe)
 
 
 def _through_identity(F, array):
@@ -219,7 +217,7 @@ def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, a
     """
     if training is None and F is nd:   # imperatively the mode is known now
         training = autograd.is_training()
-    probe = training is None
+    probe = 2 if training is None else 0
     flag = (mode_flag(F, gamma, running_mean, running_var) if probe
             else _constant_flag(x.context, training))
     return F.gluon_bn_batch_norm(

@@ -377,3 +377,19 @@ def test_gradients_accumulate_inside_a_graph(addto, monkeypatch):
                       if p.grad_req != 'null'])
     for once, twice in zip(*grads):
         np.testing.assert_allclose(twice, 2 * once, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('value, training', [(0.0, True), (1.49, True), (1.51, False),
+                                             (40.0, False)])
+def test_graphs_exported_with_the_earlier_probe_keep_their_meaning(value, training):
+    """Graphs exported before the probe of rows -K, 0, K carry probe=1: the last value of
+    their probe below 1.5 means training."""
+    ops.load()
+    x = nd.array(np.random.default_rng(4).normal(3, 2, size=(8, 3)))
+    stats = [nd.zeros(3), nd.ones(3)]
+    y = nd.gluon_bn_batch_norm(x, nd.ones(3), nd.zeros(3), *stats, nd.array([5.0, value]),
+                               probe=1)[0].asnumpy()
+    batch = (x.asnumpy() - x.asnumpy().mean(0)) / np.sqrt(x.asnumpy().var(0) + 1e-5)
+    np.testing.assert_allclose(y, batch if training else x.asnumpy() / np.sqrt(1 + 1e-5),
+                               rtol=1e-5, atol=1e-5)
+

@@ -8,11 +8,11 @@
 //           dgamma = sum(dy * x_hat), dbeta = sum(dy).
 // MXNet passes library operators no training flag, so the caller passes one as an input.
 //
-// Inputs:  data, gamma, beta, running_mean (mutable), running_var (mutable), training (float32,
-//          any shape: its last value says the mode, see batch_statistics);
+// Inputs:  data, gamma, beta, running_mean (mutable), running_var (mutable), training (the mode:
+//          a float32 flag, or gluon_bn's probe (3, C) in the statistics' dtype; batch_statistics);
 //          gamma, beta and the running statistics hold one value per channel, in any shape.
 // Outputs: output, mean, inv_std (the last two are kept for the backward pass)
-// Attributes: axis, eps, momentum, fix_gamma, use_global_stats
+// Attributes: axis, eps, momentum, fix_gamma, use_global_stats, probe
 // Types: float16, float32 or float64 data; gamma, beta and the running statistics of the
 // data's type, or float32 for float16 data (as nn.BatchNorm keeps them after cast('float16'));
 // sums in double (long double for float64).
@@ -52,13 +52,42 @@ namespace {
 enum Input { kData, kGamma, kBeta, kRunningMean, kRunningVar, kTraining, kNumInputs };
 enum Output { kOut, kMean, kInvStd, kNumOutputs };
 
+// gluon_bn's mode probe (ops.mode_flag, attribute probe=2): MXNet's BatchNorm applied to the
+// rows -K, 0, K of every channel, with the layer's running statistics. While training it
+// normalizes them by their own mean and variance, while predicting by the running ones; both
+// results are computed here for the last channel, and the probe's nearer one says the mode.
+// They could only meet if the running variance were within a rounding of 2 K^2 / 3 (7.2e8)
+// and the running mean within a rounding of 0.
+constexpr double kProbeRow = 32768, kProbeEps = 1e-5;
+
+template <typename P>
+bool probe_says_training(MXTensor& probe, const P* running_mean, const P* running_var) {
+  const int64_t C = probe.size() / 3, c = C - 1;
+  const P* value = probe.data<P>();
+  const double own = std::sqrt(2 * kProbeRow * kProbeRow / 3 + kProbeEps);
+  const double running = std::sqrt(static_cast<double>(running_var[c]) + kProbeEps);
+  double off_training = 0, off_predicting = 0;   // relative distances, summed over the rows
+  for (int j = 0; j < 3; ++j) {
+    const double row = (j - 1) * kProbeRow, v = static_cast<double>(value[j * C + c]);
+    const double training = row / own, predicting = (row - running_mean[c]) / running;
+    off_training += std::fabs(v - training) / std::max(std::fabs(training), 1.0);
+    off_predicting += std::fabs(v - predicting) / std::max(std::fabs(predicting), 1.0);
+  }
+  // Training matches to float16's rounding at worst; a NaN distance never says training.
+  return off_training < 1e-2 && !(off_predicting <= off_training);
+}
+
 // Batch statistics when training, unless told to use the running ones. The `training` input
-// says the mode in its last value. As a flag: 1 while training, 0 while predicting. As the
-// output of gluon_bn's BatchNorm probe (attribute probe, ops.mode_flag): below 1 while
-// training, 2 or more while predicting.
-bool batch_statistics(MXTensor& training, const Attrs& attrs) {
+// says the mode: as a flag (probe=0), 1 while training and 0 while predicting in its last
+// value; as gluon_bn's probe (probe=2), see probe_says_training; as the probe of graphs
+// exported by earlier versions (probe=1), below 1.5 while training in its last value.
+template <typename P>
+bool batch_statistics(MXTensor& training, const P* running_mean, const P* running_var,
+                      const Attrs& attrs) {
+  if (attrs.use_global_stats) return false;
+  if (attrs.probe == 2) return probe_says_training(training, running_mean, running_var);
   const float mode = training.data<float>()[training.size() - 1];
-  return (attrs.probe ? mode < 1.5f : mode > 0.5f) && !attrs.use_global_stats;
+  return attrs.probe == 1 ? mode < 1.5f : mode > 0.5f;
 }
 
 template <typename T, typename P>
@@ -77,7 +106,8 @@ MXReturnValue forward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   P* inv_std_out = (*outputs)[kInvStd].data<P>();
 
   // An empty batch has no statistics: it leaves the running ones as they are.
-  const bool batch = batch_statistics(in[kTraining], attrs) && l.per_channel() > 0;
+  const bool batch =
+      batch_statistics(in[kTraining], running_mean, running_var, attrs) && l.per_channel() > 0;
   const Acc n = static_cast<Acc>(l.per_channel()), mom = static_cast<Acc>(attrs.momentum);
   std::vector<Acc> mean(l.C), var(l.C), scale(l.C);
   // Everything a channel needs, while its values are in cache: statistics, output.
@@ -132,7 +162,11 @@ MXReturnValue backward_impl(const Attrs& attrs, std::vector<MXTensor>* inputs,
   P* dbeta = (*outputs)[kBeta].data<P>();
 
   // With batch statistics, mean and variance depend on x; with running ones, y is affine in x.
-  const bool batch = batch_statistics(fwd_in[kTraining], attrs) && l.per_channel() > 0;
+  // (In training, the forward pass has updated the running statistics since; the probe still
+  // matches its own normalization, so the mode reads the same.)
+  const bool batch = batch_statistics(fwd_in[kTraining], fwd_in[kRunningMean].data<P>(),
+                                      fwd_in[kRunningVar].data<P>(), attrs) &&
+                     l.per_channel() > 0;
   const Acc m = static_cast<Acc>(l.per_channel());
   // dx = k * (dy - mean(dy)) - g * (x - mean), with k = gamma * inv_std and
   // g = k * inv_std * mean(dy * x_hat); g = 0 where the statistics are constants.
@@ -182,7 +216,7 @@ MXReturnValue parse_attrs(const AttrMap&, int* num_inputs, int* num_outputs) {
   return MX_SUCCESS;
 }
 
-MXReturnValue infer_type(const AttrMap&, std::vector<int>* in_types,
+MXReturnValue infer_type(const AttrMap& attrs, std::vector<int>* in_types,
                          std::vector<int>* out_types) {
   const char* op = "gluon_bn_batch_norm";
   const int dtype = (*in_types)[kData];
@@ -190,7 +224,8 @@ MXReturnValue infer_type(const AttrMap&, std::vector<int>* in_types,
   if (!supported_dtype(op, dtype, true) || !param_dtype(op, dtype, (*in_types)[kGamma], &params))
     return MX_FAIL;
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar}) (*in_types)[i] = params;
-  (*in_types)[kTraining] = kFloat32;
+  // The probe comes in the statistics' dtype; a flag, or the earlier probe, in float32.
+  (*in_types)[kTraining] = Attrs(attrs).probe == 2 ? params : kFloat32;
   (*out_types)[kOut] = dtype;
   (*out_types)[kMean] = (*out_types)[kInvStd] = params;
   return MX_SUCCESS;
@@ -205,7 +240,18 @@ MXReturnValue infer_shape(const AttrMap& attrs,
     return MX_FAIL;
   for (int i : {kGamma, kBeta, kRunningMean, kRunningVar})
     if (!per_channel("gluon_bn_batch_norm", i, channels[0], &(*in_shapes)[i])) return MX_FAIL;
-  if (!known((*in_shapes)[kTraining])) (*in_shapes)[kTraining] = {1};
+  if (Attrs(attrs).probe == 2) {   // the probe's rows -K, 0, K of every channel
+    std::vector<unsigned int>& probe = (*in_shapes)[kTraining];
+    if (!known(probe)) {
+      probe = {3, channels[0]};
+    } else if (probe.size() != 2 || probe[0] != 3 || probe[1] != channels[0]) {
+      error_message("gluon_bn_batch_norm") << "the mode probe must have shape (3, "
+                                           << channels[0] << ")";
+      return MX_FAIL;
+    }
+  } else if (!known((*in_shapes)[kTraining])) {
+    (*in_shapes)[kTraining] = {1};
+  }
   (*out_shapes)[kOut] = data;
   (*out_shapes)[kMean] = channels;
   (*out_shapes)[kInvStd] = channels;

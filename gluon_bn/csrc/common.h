@@ -37,11 +37,11 @@ inline bool flag(const std::string& v) { return v == "True" || v == "true" || v 
 
 // Every operator's attributes, parsed in one place: axis (the channel axis), eps, momentum,
 // fix_gamma (nn.BatchNorm's scale=False), use_global_stats, num_devices (gluon_bn_combine),
-// probe (gluon_bn_batch_norm's `training` input is a mode probe, not a flag).
+// probe (what gluon_bn_batch_norm's `training` input is: 0 a flag, 1 or 2 a mode probe).
 struct Attrs {
-  int axis = 1, num_devices = 1;
+  int axis = 1, num_devices = 1, probe = 0;
   double eps = 1e-5, momentum = 0.9;
-  bool fix_gamma = false, use_global_stats = false, probe = false;
+  bool fix_gamma = false, use_global_stats = false;
 
   explicit Attrs(const AttrMap& a) {
     if (a.count("axis")) axis = std::stoi(a.at("axis"));
@@ -50,7 +50,7 @@ struct Attrs {
     if (a.count("momentum")) momentum = std::stod(a.at("momentum"));
     if (a.count("fix_gamma")) fix_gamma = flag(a.at("fix_gamma"));
     if (a.count("use_global_stats")) use_global_stats = flag(a.at("use_global_stats"));
-    if (a.count("probe")) probe = flag(a.at("probe"));
+    if (a.count("probe")) probe = a.at("probe") == "2" ? 2 : flag(a.at("probe")) ? 1 : 0;
   }
 };
 

@@ -231,6 +231,22 @@ def bench_epochs(epochs, peer, data):
               flush=True)
 
 
+BUSY_LOOP = ('import time\nt = time.perf_counter()\ns = 0\nfor i in range(2_000_000): s += i\n'
+             'print(time.perf_counter() - t)')
+
+
+def parallel_speed(processes):
+    """How fast `processes` copies of a CPU-bound loop run side by side, against one alone:
+    about 1 where that many cores are free, 0.5 where two share one (a busy machine, or a VM
+    whose host has taken a core)."""
+    def run(n):
+        copies = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP], stdout=subprocess.PIPE,
+                                   text=True) for _ in range(n)]
+        return max(float(copy.communicate()[0]) for copy in copies)
+    alone = min(run(1) for _ in range(2))
+    return alone / run(processes)
+
+
 def load_data(data_dir, train_size):
     train_x, train_y = load_fashion_mnist(True, data_dir)
     test_x, test_y = load_fashion_mnist(False, data_dir)
@@ -276,6 +292,11 @@ def run(args, python, synchronous, threads, data):
             stack.callback(peer.close)
             print("PyTorch's threads spin while they wait: with another process busy on these "
                   "cores its times grow tenfold; the figures hold on a quiet machine")
+        speed = parallel_speed(threads)
+        if speed < 0.8:
+            print(f"warning: {threads} busy processes run at {speed:.2f} of one's speed here: "
+                  f"the cores are not all free, and the figures below say more about the "
+                  f"machine than about the contenders")
         print(f"MXNet {mx.__version__}: {threads} thread(s), "
               f"{'synchronous' if synchronous else 'its own'} engine"
               + (f"; PyTorch {peer.hello['torch']}: {peer.hello['threads']} thread(s)" if peer

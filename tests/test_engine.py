@@ -138,3 +138,15 @@ def test_bench_peers_names_a_pytorch_worker_that_fails(tmp_path):
     assert ran.returncode == 1
     assert 'the PyTorch worker ended (exit status 3)' in ran.stderr
     assert 'Traceback' not in ran.stderr
+
+
+@pytest.mark.real_data
+def test_the_training_script_trains_on_the_synchronous_engine_quietly():
+    """What `make train` runs: MXNet's synchronous engine (nothing in the environment says
+    otherwise), the d2lzh lines, and no line of MXNet's about the engine."""
+    ran = run_script('train_lenet_bn.py', '--bn', 'hybrid', '--epochs', '1', '--train-size',
+                     '1024', '--ctx', 'cpu', env=unset_env())
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[0] == 'training on cpu(0)'
+    assert ran.stdout.splitlines()[1].startswith('epoch 1, loss')
+    assert 'engine' not in ran.stderr

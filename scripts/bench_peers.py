@@ -26,6 +26,7 @@ PyTorch the run compares gluon_bn with MXNet alone.
 """
 import argparse
 import contextlib
+import ctypes
 import io
 import json
 import os
@@ -231,20 +232,28 @@ def bench_epochs(epochs, peer, data):
               flush=True)
 
 
-BUSY_LOOP = ('import time\nt = time.perf_counter()\ns = 0\nfor i in range(2_000_000): s += i\n'
-             'print(time.perf_counter() - t)')
+def parallel_gain(threads, reps=30):
+    """How much faster gluon_bn's batch norm runs on `threads` threads than on one (forward, LeNet's
+    first shape), under the synchronous engine, whose operators take this thread's OpenMP
+    setting: about the thread count where the cores are free, 1 or less where they are not (a
+    busy machine, or a VM whose host schedules a core late: two busy processes side by side can
+    still look fine there, while threads that wait for each other do not)."""
+    from gluon_bn import ops
+    ops.load()
+    x = nd.random.normal(shape=SHAPES[0])
+    C = SHAPES[0][1]
+    stats = [nd.ones(C), nd.zeros(C), nd.zeros(C), nd.ones(C), nd.ones(1)]
 
-
-def parallel_speed(processes):
-    """How fast `processes` copies of a CPU-bound loop run side by side, against one alone:
-    about 1 where that many cores are free, 0.5 where two share one (a busy machine, or a VM
-    whose host has taken a core)."""
-    def run(n):
-        copies = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP], stdout=subprocess.PIPE,
-                                   text=True) for _ in range(n)]
-        return max(float(copy.communicate()[0]) for copy in copies)
-    alone = min(run(1) for _ in range(2))
-    return alone / run(processes)
+    def seconds(n):
+        mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(n)))
+        nd.gluon_bn_batch_norm(x, *stats)[0].wait_to_read()
+        start = time.perf_counter()
+        for _ in range(reps):
+            nd.gluon_bn_batch_norm(x, *stats)[0].wait_to_read()
+        return time.perf_counter() - start
+    one = min(seconds(1) for _ in range(3))
+    many = min(seconds(threads) for _ in range(3))
+    return one / many
 
 
 def load_data(data_dir, train_size):
@@ -292,11 +301,13 @@ def run(args, python, synchronous, threads, data):
             stack.callback(peer.close)
             print("PyTorch's threads spin while they wait: with another process busy on these "
                   "cores its times grow tenfold; the figures hold on a quiet machine")
-        speed = parallel_speed(threads)
-        if speed < 0.8:
-            print(f"warning: {threads} busy processes run at {speed:.2f} of one's speed here: "
-                  f"the cores are not all free, and the figures below say more about the "
-                  f"machine than about the contenders")
+        if synchronous and threads > 1:
+            gain = parallel_gain(threads)
+            print(f"{threads} threads run batch norm {gain:.2f}x as fast as one here")
+            if gain < 1.3:
+                print("warning: the cores are not all free (a busy machine, or a host that "
+                      "schedules this VM's cores late): the figures below say more about the "
+                      "machine than about the contenders")
         print(f"MXNet {mx.__version__}: {threads} thread(s), "
               f"{'synchronous' if synchronous else 'its own'} engine"
               + (f"; PyTorch {peer.hello['torch']}: {peer.hello['threads']} thread(s)" if peer

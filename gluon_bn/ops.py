@@ -178,9 +178,9 @@ def mode_flag(F, gamma, running_mean, running_var):
     hang the process at exit). The probe is MXNet's BatchNorm of the rows -K, 0, K (K = 2^15) in
     every channel, with the layer's own running statistics as its own (BatchNorm's running
     statistics must be graph variables) and momentum 1, which leaves every bit of them as it
-    is (a test). Training, it normalizes the rows by
-    their own statistics; predicting, by the running ones: the operator (attribute probe=2)
-    computes both and takes the nearer. Six small operators: rows, BatchNorm, BlockGrad.
+    is (a test). Training, it normalizes the rows by their own statistics; predicting, by the
+    running ones: the operator (attribute probe=2) computes both and takes the nearer. Six
+    small operators: the rows, BatchNorm, BlockGrad.
     """
     zeros = F.zeros_like(gamma)
     rows = F.stack(zeros - PROBE_ROW, zeros, zeros + PROBE_ROW)

@@ -1,6 +1,7 @@
 """The chapter's LeNet with batch normalization after every convolution and dense layer."""
 from mxnet.gluon import nn
 
+from .conv import FirstConv2D
 from .hybrid import HybridBatchNorm
 from .scratch import BatchNorm
 from .sync import SyncBatchNorm
@@ -37,13 +38,15 @@ def lenet_bn(bn='scratch', num_devices=1):
         The devices that 'sync' layers share each batch with.
 
     Returns an nn.HybridSequential when every layer can be hybridized, else an nn.Sequential; both
-    save their parameters under the same names.
+    save their parameters under the same names. The first convolution is a FirstConv2D
+    (nn.Conv2D computed by gluon_bn: MXNet's kernel is slow on one input channel), the same
+    parameters as the book's nn.Conv2D.
     """
     if bn not in BN_CHOICES:
         raise ValueError(f"bn must be one of {', '.join(BN_CHOICES)}; got {bn!r}")
     if bn == 'none':
         net = nn.HybridSequential()
-        net.add(nn.Conv2D(6, kernel_size=5, activation='sigmoid'),
+        net.add(FirstConv2D(6, activation='sigmoid'),
                 nn.MaxPool2D(pool_size=2, strides=2),
                 nn.Conv2D(16, kernel_size=5, activation='sigmoid'),
                 nn.MaxPool2D(pool_size=2, strides=2),
@@ -53,7 +56,7 @@ def lenet_bn(bn='scratch', num_devices=1):
         return net
     hybrid = bn in ('gluon', 'hybrid') or (bn == 'sync' and num_devices == 1)
     net = nn.HybridSequential() if hybrid else nn.Sequential()
-    _block(net, nn.Conv2D(6, kernel_size=5), bn, 6, 4, num_devices)
+    _block(net, FirstConv2D(6), bn, 6, 4, num_devices)
     net.add(nn.MaxPool2D(pool_size=2, strides=2))
     _block(net, nn.Conv2D(16, kernel_size=5), bn, 16, 4, num_devices)
     net.add(nn.MaxPool2D(pool_size=2, strides=2))

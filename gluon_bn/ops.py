@@ -21,7 +21,8 @@ from . import files
 
 OP_NAME = 'gluon_bn_batch_norm'
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
-SOURCES = [os.path.join(_CSRC, name) for name in ('batch_norm.cc', 'sync_batch_norm.cc')]
+SOURCES = [os.path.join(_CSRC, name) for name in ('batch_norm.cc', 'sync_batch_norm.cc',
+                                                   'conv.cc')]
 HEADERS = [os.path.join(_CSRC, 'common.h')]
 _MXNET_DIR = os.path.dirname(os.path.abspath(mx.__file__))
 _LIB_API = os.path.join(_MXNET_DIR, 'src', 'lib_api.cc')
@@ -224,6 +225,12 @@ def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, a
         _through_identity(F, x), _through_identity(F, gamma), _through_identity(F, beta),
         running_mean, running_var, flag, axis=axis, eps=eps, momentum=momentum,
         fix_gamma=fix_gamma, use_global_stats=use_global_stats, probe=probe, name=name)[0]
+
+
+def conv(F, x, weight, bias):
+    """gluon_bn_conv: one input channel, 5x5 windows, stride 1, no padding (FirstConv2D)."""
+    return F.gluon_bn_conv(_through_identity(F, x), _through_identity(F, weight),
+                           _through_identity(F, bias))
 
 
 def moments(F, x, axis=1):

@@ -81,6 +81,7 @@ BITS = '''
     import numpy as np
     from mxnet import autograd, nd
     from gluon_bn import HybridBatchNorm
+    from gluon_bn.conv import FirstConv2D
     out = []
     for shape in [(256, 6, 24, 24), (512, 120)]:
         rng = np.random.default_rng(0)
@@ -93,12 +94,23 @@ BITS = '''
         Y.backward(nd.array(rng.standard_normal(shape)))
         out += [Y.asnumpy(), X.grad.asnumpy(), layer.gamma.grad().asnumpy(),
                 layer.running_var.data().asnumpy()]
+    conv = FirstConv2D(6)
+    conv.initialize()
+    rng = np.random.default_rng(1)
+    conv.weight.set_data(nd.array(rng.standard_normal((6, 1, 5, 5))))
+    X = nd.array(rng.standard_normal((256, 1, 28, 28)))
+    X.attach_grad()
+    with autograd.record():
+        Y = conv(X)
+    Y.backward(nd.array(rng.standard_normal(Y.shape)))
+    out += [Y.asnumpy(), X.grad.asnumpy(), conv.weight.grad().asnumpy(), conv.bias.grad().asnumpy()]
     np.savez(sys.argv[1], *out)
 '''
 
 
 def test_the_operator_gives_the_same_bits_on_one_thread_or_several(tmp_path):
-    """Each channel's sums run in an order fixed by the layout, whatever the threads."""
+    """Each channel's sums run in an order fixed by the layout, whatever the threads; so do the
+    first convolution's (FirstConv2D)."""
     results = []
     for threads in ('1', '2', '3'):
         path = tmp_path / f'{threads}.npz'

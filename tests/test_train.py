@@ -11,7 +11,8 @@ from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
 import gluon_bn
-from gluon_bn.model import lenet_bn
+from gluon_bn.conv import FirstConv2D
+from gluon_bn.model import BN_CHOICES, lenet_bn
 from gluon_bn.train import evaluate_accuracy, train_ch5
 
 
@@ -65,8 +66,9 @@ def test_train_ch5_prints_d2lzhs_lines(bn, tmp_path):
 
 
 def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
-    def layers(net):
-        return [type(layer).__name__ for layer in net]
+    def layers(net):   # gluon_bn's FirstConv2D is an nn.Conv2D
+        return ['Conv2D' if isinstance(layer, nn.Conv2D) else type(layer).__name__
+                for layer in net]
 
     affine = ['Conv2D', 'Conv2D', 'Dense', 'Dense']
     for bn, bn_type in (('scratch', 'BatchNorm'), ('gluon', 'BatchNorm'),
@@ -76,6 +78,7 @@ def test_lenet_bn_places_bn_between_each_affine_layer_and_its_sigmoid():
         for i, name in enumerate(names[:-1]):
             if name in ('Conv2D', 'Dense'):
                 assert names[i + 1:i + 3] == [bn_type, 'Activation']
+    assert all(isinstance(lenet_bn(bn)[0], FirstConv2D) for bn in BN_CHOICES)
     assert isinstance(lenet_bn('scratch')[1], gluon_bn.BatchNorm)
     assert isinstance(lenet_bn('gluon')[1], nn.BatchNorm)
     assert isinstance(lenet_bn('hybrid')[1], gluon_bn.HybridBatchNorm)

@@ -45,25 +45,28 @@ struct Kernels {
   static void forward(const Dims& d, const float* x, const float* w, const float* bias,
                       float* y, int threads) {
     const int64_t F = F_ ? F_ : d.F, OW = OW_ ? OW_ : d.OW;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < d.N; ++n)
-      for (int64_t i = 0; i < d.OH; ++i) {
-        float acc[F_ ? F_ : 1][OW_ ? OW_ : 1];
-        std::vector<float> dynamic(F_ && OW_ ? 0 : F * OW);
-        float* out = F_ && OW_ ? &acc[0][0] : dynamic.data();
-        for (int64_t f = 0; f < F; ++f)
-          for (int64_t j = 0; j < OW; ++j) out[f * OW + j] = bias[f];
-        for (int a = 0; a < kSize; ++a) {
-          const float* row = x + (n * d.H + i + a) * d.W;
-          for (int b = 0; b < kSize; ++b)
-            for (int64_t f = 0; f < F; ++f) {
-              const float weight = w[(f * kSize + a) * kSize + b];
-              for (int64_t j = 0; j < OW; ++j) out[f * OW + j] += weight * row[j + b];
-            }
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<float> dynamic(F_ && OW_ ? 0 : F * OW);   // sizes known only now
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < d.N; ++n)
+        for (int64_t i = 0; i < d.OH; ++i) {
+          float acc[F_ ? F_ : 1][OW_ ? OW_ : 1];
+          float* out = F_ && OW_ ? &acc[0][0] : dynamic.data();
+          for (int64_t f = 0; f < F; ++f)
+            for (int64_t j = 0; j < OW; ++j) out[f * OW + j] = bias[f];
+          for (int a = 0; a < kSize; ++a) {
+            const float* row = x + (n * d.H + i + a) * d.W;
+            for (int b = 0; b < kSize; ++b)
+              for (int64_t f = 0; f < F; ++f) {
+                const float weight = w[(f * kSize + a) * kSize + b];
+                for (int64_t j = 0; j < OW; ++j) out[f * OW + j] += weight * row[j + b];
+              }
+          }
+          for (int64_t f = 0; f < F; ++f)
+            std::memcpy(y + ((n * F + f) * d.OH + i) * OW, out + f * OW, OW * sizeof(float));
         }
-        for (int64_t f = 0; f < F; ++f)
-          std::memcpy(y + ((n * F + f) * d.OH + i) * OW, out + f * OW, OW * sizeof(float));
-      }
+    }
   }
 
   // dx as the convolution of dy, padded by 4 all round, with the windows turned half a turn.
@@ -104,10 +107,10 @@ struct Kernels {
   static void weight_gradient(const Dims& d, const float* dy, const float* x, int64_t first,
                               int64_t last, double* sums) {
     const int64_t F = F_ ? F_ : d.F, OW = OW_ ? OW_ : d.OW;
+    std::vector<float> dynamic(OW_ ? 0 : kSize * OW);   // sizes known only now
     for (int64_t f = 0; f < F; ++f) {
       for (int a = 0; a < kSize; ++a) {
         float acc[kSize][OW_ ? OW_ : 1];
-        std::vector<float> dynamic(OW_ ? 0 : kSize * OW, 0.0f);
         float* lanes = OW_ ? &acc[0][0] : dynamic.data();
         for (int64_t k = 0; k < kSize * OW; ++k) lanes[k] = 0.0f;
         for (int64_t n = first; n < last; ++n)

@@ -39,11 +39,13 @@ import time
 import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon, init, nd
+from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
-from gluon_bn import BatchNorm, HybridBatchNorm, cli, engine, lenet_bn, train
+from gluon_bn import BatchNorm, HybridBatchNorm, cli, engine, lenet_bn, ops, train
 from gluon_bn.data import ArrayLoader, load_fashion_mnist
+
+from bench_bn import bn_step   # this script's folder is on the path, as for any script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS_PYTHON = os.path.join(ROOT, '.venv-peers', 'bin', 'python')
@@ -133,17 +135,8 @@ def interleaved(contenders, rounds, reps):
 # ---- batch norm alone --------------------------------------------------------------------------
 
 def mxnet_bn(layer, shape, hybridize):
-    layer.initialize()
-    if hybridize:
-        layer.hybridize(static_alloc=True, static_shape=True)
-    X, dy = nd.random.normal(shape=shape), nd.random.normal(shape=shape)
-    X.attach_grad()
-
-    def step():
-        with autograd.record():
-            Y = layer(X)
-        Y.backward(dy)
-    return Local(step, nd.waitall)
+    """The layer's forward + backward step, as scripts/bench_bn.py times it."""
+    return Local(bn_step(layer, shape, hybridize), nd.waitall)
 
 
 def memory_floor(shape):
@@ -238,7 +231,6 @@ def parallel_gain(threads, reps=30):
     setting: about the thread count where the cores are free, 1 or less where they are not (a
     busy machine, or a VM whose host schedules a core late: two busy processes side by side can
     still look fine there, while threads that wait for each other do not)."""
-    from gluon_bn import ops
     ops.load()
     x = nd.random.normal(shape=SHAPES[0])
     C = SHAPES[0][1]

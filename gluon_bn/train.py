@@ -13,6 +13,8 @@ from mxnet import autograd, nd
 from mxnet.gluon import loss as gloss
 from mxnet.gluon import utils as gutils
 
+from . import engine
+
 
 # Wait for the device every so many batches: it bounds the engine's queue (and so the memory it
 # holds) and lets a progress bar show work done rather than work queued.
@@ -43,7 +45,7 @@ def mxnet_threads():
     for name in ('MXNET_OMP_MAX_THREADS', 'OMP_NUM_THREADS'):
         if os.environ.get(name, '').strip().isdigit():
             return int(os.environ[name])
-    processors = len(os.sched_getaffinity(0))
+    processors = engine.processors()
     x86 = os.uname().machine in ('x86_64', 'i386', 'i686', 'AMD64')
     return max(1, processors // 2) if x86 else processors
 

@@ -1,8 +1,9 @@
-# Two commands on a fresh machine, each doing first whatever set-up is still missing, and
-# nothing twice:
+# Commands on a fresh machine, each doing first whatever set-up is still missing, and nothing
+# twice:
 #
 #   make train   # the main job: BN-LeNet on Fashion-MNIST (ARGS="--bn gluon --epochs 10" ...)
-#   make test    # ruff, then the tests (ARGS="-k sync" ...)
+#   make test    # ruff, then the quick tests: all but those marked slow (ARGS="-k sync" ...)
+#   make check   # everything CI runs: ruff, every test, then the validation tests under -O
 #
 # Set-up: Debian's Fashion-MNIST package and a C++ compiler if either is missing (apt-get, with
 # sudo unless you are root, and said before it is used), then a virtual environment in .venv
@@ -16,18 +17,24 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
 PEERS := .venv-peers
 
-.PHONY: train test setup system peers bench
+.PHONY: train test check setup system peers bench
 
 train: setup
-	$(BIN)/python scripts/train_lenet_bn.py $(ARGS)
+	$(BIN)/gluon-bn train $(ARGS)
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# No check may rely on assert, which python -O removes: the tests of bad input run again there.
+check: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -O -m pytest -q tests/nn/test_bad_input.py tests/cli tests/train/test_data.py
 
 setup: system $(INSTALLED)
 
-# Optional: PyTorch for scripts/bench_peers.py, in an environment of its own (GluonCV refuses
+# Optional: PyTorch for gluon-bn bench-peers, in an environment of its own (GluonCV refuses
 # to import beside torch 2). torch==2.13.0 is the CPU build.
 peers: $(PEERS)/.installed
 
@@ -37,7 +44,7 @@ $(PEERS)/.installed:
 	@touch $@
 
 bench: setup peers
-	$(BIN)/python scripts/bench_peers.py $(ARGS)
+	$(BIN)/gluon-bn bench-peers $(ARGS)
 
 system:
 	@missing=""; \

@@ -1,0 +1,37 @@
+"""Timing contenders fairly: they take turns, round by round, so that a drift of the machine's
+speed hits them alike, and each figure is the median of its rounds."""
+import statistics
+import time
+
+
+class Local:
+    """A contender in this process: step() queues one call, sync() waits for what is queued.
+    `reps`, if given, replaces the calls per round the timing asks for (a slow contender)."""
+
+    def __init__(self, step, sync=lambda: None, reps=None):
+        self.step, self.sync, self.reps = step, sync, reps
+
+    def warm(self):   # allocation, graph building
+        for _ in range(3):
+            self.step()
+        self.sync()
+
+    def round(self, reps):
+        reps = self.reps or reps
+        start = time.perf_counter()
+        for _ in range(reps):
+            self.step()
+        self.sync()
+        return (time.perf_counter() - start) / reps * 1000
+
+
+def interleaved(contenders, rounds, reps):
+    """Median milliseconds per call of each contender (name -> an object with warm() and
+    round(reps)), the contenders taking turns for `rounds` rounds of `reps` calls."""
+    for contender in contenders.values():
+        contender.warm()
+    times = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, contender in contenders.items():
+            times[name].append(contender.round(reps))
+    return {name: statistics.median(t) for name, t in times.items()}

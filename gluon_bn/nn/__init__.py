@@ -1,0 +1,19 @@
+"""The batch-norm layers and functions: what users put in their networks.
+
+- scratch: the book's `batch_norm` and `BatchNorm` (an nn.Block) and the older tutorial's
+  `batch_norm2D`, corrected.
+- hybrid: `HybridBatchNorm`, an nn.BatchNorm computed by gluon_bn's C++ operator.
+- sync: `SyncBatchNorm`, statistics over the whole batch split between devices, and
+  `run_on_devices`, which runs each device's forward pass in a thread of its own.
+- conv: `FirstConv2D`, the chapter's first convolution as an nn.Conv2D computed in C++.
+
+Layers compute through gluon_bn.ops and check their input with _checks; they import nothing from
+training, the book or the command line.
+"""
+from .conv import FirstConv2D
+from .hybrid import HybridBatchNorm
+from .scratch import BatchNorm, batch_norm, batch_norm2D
+from .sync import SyncBatchNorm, SyncError, run_on_devices
+
+__all__ = ['BatchNorm', 'FirstConv2D', 'HybridBatchNorm', 'SyncBatchNorm', 'SyncError',
+           'batch_norm', 'batch_norm2D', 'run_on_devices']

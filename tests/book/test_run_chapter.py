@@ -1,0 +1,365 @@
+"""gluon-bn run-chapter on small chapter files written here, each showing one mechanism.
+
+The chapters of one folder run once (a Jupyter kernel each), and each test reads what that run
+printed, reported and saved. The rest runs in-process: options, compat, the shortcuts.
+"""
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+
+import d2lzh
+import mxnet as mx
+import nbformat
+import numpy as np
+import pytest
+from IPython import display
+from mxnet import gluon, nd
+from mxnet.gluon.data.vision import datasets
+
+from gluon_bn.book import chapters, compat, rerun
+from gluon_bn.train import data
+from tests.helpers import HAS_DATA, checkout_env, gluon_bn, popen_gluon_bn
+
+# One chapter shows every mechanism, a cell or two each (each chapter costs a kernel).
+MECHANISMS = [
+    # 1-5: the print's second line starts with %: Python, not a magic. A notebook runs %%time
+    # and !echo; it cannot run a program that is not installed or a magic nobody defined.
+    "%matplotlib inline\nimport numpy as np\nloss, acc = 0.25, 0.5",
+    "print('loss %.2f, acc %.3f'\n      % (loss, acc))\n"
+    "!no-such-program-gluon-bn --version\n%no_such_magic now\n!echo shell works\n"
+    "!cd / && LANG=C echo a builtin works  # cd is no program on PATH\n"
+    "!no-such-program-gluon-bn again",
+    "%%time\ntotal = sum(range(10))\nprint('total', total)",
+    "np.uint8",
+    "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2]);",
+    # 6-7: epochs
+    "num_epochs, lr = 5, 0.1\nseen = []\n\ndef train():\n    for epoch in range(4):\n"
+    "        seen.append(epoch)",
+    "train()\nprint('num_epochs', num_epochs, 'loop ran', len(seen))",
+    # 8-9: GPUs on the CPU
+    "import d2lzh as d2l\nimport mxnet as mx\nfrom mxnet import nd\n"
+    "x = nd.ones(3, ctx=mx.gpu(1))\n"
+    "print(x.context, mx.context.num_gpus(), d2l.try_all_gpus(), d2l.try_gpu())",
+    "try:\n    mx.gpu(2)\nexcept mx.base.MXNetError as error:\n    print('refused:', error)",
+    # 10: batches
+    "from mxnet import gluon, nd\nfrom gluon_bn.train.data import ArrayLoader\n"
+    "dataset = gluon.data.ArrayDataset(nd.arange(100), nd.arange(100))\n"
+    "for workers in (0, 2):\n"
+    "    loader = gluon.data.DataLoader(dataset, batch_size=10, shuffle=True,\n"
+    "                                   num_workers=workers)\n"
+    "    print('workers', workers, len(loader), [len(list(loader)) for _ in range(2)])\n"
+    "ours = ArrayLoader(np.zeros((100, 28, 28), np.uint8), np.zeros(100, np.int32), 10, True)\n"
+    "print('ArrayLoader', len(ours), len(list(ours)))",
+    # 11: a figure in d2lzh's SVG
+    "d2l.use_svg_display()\nd2l.set_figsize((3, 2))\nd2l.plt.plot([1, 2, 3])\n"
+    "d2l.plt.title('a figure');"]
+CHAPTERS = {
+    'mechanisms.md': MECHANISMS,
+    'fails.md': ["x = 1", "y = x\nraise ValueError('boom')", "print('never')"],
+    'dies.md': ["print('alive')", "import os\nos._exit(3)", "print('never')"],
+}
+# fashion-mnist.md and alexnet.md build Gluon's data set themselves, with or without a root.
+FASHION = ["from mxnet.gluon import data as gdata\nimport d2lzh as d2l\n"
+           "test = gdata.vision.FashionMNIST(train=False)\n"
+           "train = gdata.vision.FashionMNIST(root={root!r}, train=True)\n"
+           "print(len(train), len(test), test[0][0].shape, test[0][1])",
+           "train_iter, test_iter = d2l.load_data_fashion_mnist(256)\n"
+           "X, y = next(iter(test_iter))\n"
+           "print(X.shape, float(X.max().asscalar()), len(train_iter), sum(1 for _ in test_iter))"]
+
+
+def markdown(cells):
+    """A chapter in d2lzh's markdown source format, prose between the code fences."""
+    fences = [f"```{{.python .input  n={i}}}\n{cell}\n```" for i, cell in enumerate(cells, 70)]
+    fences[0] = fences[0].replace('  n=70', '')   # the other fence style: {.python .input}
+    return '# A chapter\n\nSome prose.\n\n' + '\n\nMore prose.\n\n'.join(fences) + '\n'
+
+
+def notebook(cells):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# A chapter')] +
+                                  [nbformat.v4.new_code_cell(cell) for cell in cells])
+    return nbformat.writes(nb)
+
+
+@pytest.fixture(scope='module')
+def book(tmp_path_factory):
+    """The chapters above in one folder (one as a notebook), run with every option."""
+    root = tmp_path_factory.mktemp('book')
+    folder = root / 'chapters'
+    folder.mkdir()
+    for name, cells in CHAPTERS.items():
+        (folder / name).write_text(markdown(cells), encoding='utf-8')
+    (folder / 'notebook.ipynb').write_text(notebook(["6 * 7"]), encoding='utf-8')
+    (folder / 'prose-only.md').write_text('# no code here\n', encoding='utf-8')
+    if HAS_DATA:
+        cells = [FASHION[0].format(root=str(root / 'elsewhere' / 'fashion-mnist')), FASHION[1]]
+        (folder / 'fashion.md').write_text(markdown(cells), encoding='utf-8')
+    out = root / 'out'
+    run = gluon_bn('run-chapter', folder, '--epochs', 2, '--max-batches', 3, '--gpus-on-cpu',
+                   2, '--report', out / 'report.json', '--notebook', out / 'notebooks',
+                   env=checkout_env(MXNET_HOME=str(root / 'mxnet-home')))
+    assert (out / 'report.json').is_file(), run.stderr
+    report = json.loads((out / 'report.json').read_text())
+    return run, {r['chapter']: r for r in report['results']}, out
+
+
+def chapter_output(run, name):
+    """What the run printed for one chapter."""
+    return run.stdout.split(f"=== {name}\n")[1].split('\n=== ')[0]
+
+
+@pytest.mark.slow
+def test_every_chapter_runs_and_the_summary_says_how_each_went(book):
+    run, results, _ = book
+    assert run.returncode == 1, run.stderr   # fails.md and dies.md fail
+    written = list(CHAPTERS) + ['notebook.ipynb'] + (['fashion.md'] if HAS_DATA else [])
+    assert sorted(results) == sorted(written)   # not prose-only.md
+    assert {name for name, r in results.items() if r['passed']} == \
+        set(results) - {'fails.md', 'dies.md'}
+    assert results['fails.md']['outcome'] == 'failed at cell 2: ValueError: boom'
+    assert results['fails.md']['failed_source'] == 'y = x'
+    fails = chapter_output(run, 'fails.md')
+    assert 'In [2]:' in fails and 'In [3]:' not in fails and 'never' not in fails
+    assert 'ValueError: boom' in run.stderr and 'cell 2 failed: y = x' in run.stderr
+    table = run.stdout[run.stdout.index('\nchapter '):]
+    assert 'fails.md' in table and 'failed at cell 2: ValueError: boom' in table
+    assert f'{len(written) - 2} of {len(written)} chapters passed' in table
+
+
+@pytest.mark.slow
+def test_a_kernel_that_dies_fails_its_chapter_and_the_run_goes_on(book):
+    run, results, _ = book
+    assert results['dies.md']['outcome'] == 'failed at cell 2: the kernel died'
+    text = chapter_output(run, 'dies.md')
+    assert 'alive' in text and 'never' not in text
+    assert 'passed' == results['mechanisms.md']['outcome']   # the next chapter ran
+
+
+@pytest.mark.slow
+def test_cells_run_as_a_notebook_runs_them(book):
+    run, results, _ = book
+    text = chapter_output(run, 'mechanisms.md')
+    assert 'loss 0.25, acc 0.500\n' in text            # the continuation line beginning with %
+    assert 'shell works' in text and 'total 45\n' in text and 'Wall time' in text
+    assert 'Out[4]: numpy.uint8\n' in text             # IPython's display, not repr()
+    assert 'Out[1]: 42' in chapter_output(run, 'notebook.ipynb')
+
+
+@pytest.mark.slow
+def test_escapes_that_cannot_run_here_are_skipped_and_named_by_line(book):
+    run, results, _ = book
+    assert results['mechanisms.md']['skipped'] == [
+        'cell 2, line 3: `!no-such-program-gluon-bn --version`',
+        'cell 2, line 4: `%no_such_magic`', 'cell 2, line 7: `!no-such-program-gluon-bn again`']
+    text = chapter_output(run, 'mechanisms.md')
+    assert ('[run_chapter] cell 2, line 3: `!no-such-program-gluon-bn --version` skipped: '
+            'no-such-program-gluon-bn is not installed here') in text
+    assert 'a builtin works' in text and 'not found' not in text
+
+
+@pytest.mark.slow
+def test_epochs_override_num_epochs_and_hard_coded_loops(book):
+    run, results, _ = book
+    text = chapter_output(run, 'mechanisms.md')
+    assert 'num_epochs 2 loop ran 2\n' in text
+    assert ('cell 6, line 5: `for epoch in range(4)` does not read num_epochs; it runs 2 '
+            'epoch(s) instead of 4 (--epochs)') in text
+    assert 'cell 6: num_epochs = 2 (the chapter says 5)' in text
+    assert '--epochs 2: num_epochs, and any loop over epochs' in run.stdout   # announced once
+    assert ('--epochs 2: nothing to change, the chapter sets no num_epochs and has no loop '
+            'over epochs') in chapter_output(run, 'notebook.ipynb')
+
+
+@pytest.mark.slow
+def test_gpus_on_cpu_are_distinct_cpu_devices(book):
+    run, _, _ = book
+    text = chapter_output(run, 'mechanisms.md')
+    assert 'cpu(1) 2 [cpu(0), cpu(1)] cpu(0)\n' in text
+    assert 'refused: gpu(2) is not available: --gpus-on-cpu 2' in text
+    assert 'no multi-GPU speed-up' in run.stdout
+
+
+@pytest.mark.slow
+def test_max_batches_cuts_every_pass_of_every_loader(book):
+    run, _, _ = book
+    text = chapter_output(run, 'mechanisms.md')
+    assert 'workers 0 3 [3, 3]\n' in text and 'workers 2 3 [3, 3]\n' in text
+    assert 'ArrayLoader 3 3\n' in text
+    assert run.stdout.count('--max-batches 3: every pass') == 1
+
+
+@pytest.mark.slow
+def test_figures_are_saved_and_the_run_says_where(book):
+    run, results, out = book
+    png = out / 'figures' / 'mechanisms' / 'cell05-1.png'     # beside the report by default
+    svg = out / 'figures' / 'mechanisms' / 'cell11-1.svg'
+    assert results['mechanisms.md']['figures'] == [str(png), str(svg)]
+    assert svg.read_text().lstrip().startswith('<?xml') and 'a figure' in svg.read_text()
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert f"figure saved to {svg}" in chapter_output(run, 'mechanisms.md')
+
+
+@pytest.mark.slow
+def test_executed_notebooks_are_saved_with_outputs(book):
+    _, results, out = book
+    nb = nbformat.read(out / 'notebooks' / 'mechanisms.ipynb', as_version=4)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == 'code']
+    assert [cell.execution_count for cell in code] == list(range(1, 12))
+    assert any('image/svg+xml' in o.get('data', {}) for o in code[10].outputs)
+    assert nb.cells[0].cell_type == 'markdown' and nb.metadata.gluon_bn.settings.epochs == 2
+    failed = nbformat.read(out / 'notebooks' / 'fails.ipynb', as_version=4)
+    errors = [o for cell in failed.cells if cell.cell_type == 'code' for o in cell.outputs
+              if o.output_type == 'error']
+    assert [(e.ename, e.evalue) for e in errors] == [('ValueError', 'boom')]
+    assert results['fails.md']['notebook'] == str(out / 'notebooks' / 'fails.ipynb')
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_gluons_own_fashion_mnist_reads_local_files_and_leaves_nothing_behind(book):
+    run, results, out = book
+    text = chapter_output(run, 'fashion.md')
+    assert results['fashion.md']['passed'], text
+    assert '60000 10000 (28, 28, 1) 9\n' in text
+    assert '(256, 1, 28, 28) 1.0 3 3\n' in text
+    root = out.parent
+    assert not (root / 'mxnet-home').exists() and not (root / 'elsewhere').exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_kills_the_kernel_and_still_prints_the_table(tmp_path):
+    first, second = tmp_path / 'a.md', tmp_path / 'b.md'
+    first.write_text(markdown(["import os, time\nprint('kernel', os.getpid(), flush=True)\n"
+                               "time.sleep(120)"]))
+    second.write_text(markdown(["print('never')"]))
+    run = popen_gluon_bn('run-chapter', first, second, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    kernel = None
+    for line in run.stdout:
+        if line.startswith('kernel '):
+            kernel = int(line.split()[1])
+            break
+    assert kernel is not None, run.stderr.read()
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert re.search(r'\na.md +failed at cell 1: interrupted', stdout) and 'never' not in stdout
+    assert '1 chapter(s) not run' in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(kernel, 0)
+
+
+# --- in-process: options, compat, the shortcuts ---------------------------------------------
+
+@pytest.mark.parametrize('args, message', [
+    (['no/such/chapter.md'], 'no/such/chapter.md: no such file or folder'),
+    (['{txt}'], 'not a chapter (.md or .ipynb) or a folder of them'),
+    (['{md}', '--epochs', '0'], "argument --epochs: must be positive, got 0"),
+    (['{md}', '--max-batches', 'x'], "argument --max-batches: expected a positive int, got 'x'"),
+    (['{md}', '--ctx', 'tpu'], "--ctx: expected cpu, gpu, cpu:N or gpu:N, got 'tpu'"),
+    (['{md}', '--report', 'r.txt'], "--report: expected a .json or .md file name"),
+    (['{md}', '{md}', '--notebook', 'one.ipynb'], "a single .ipynb file holds one chapter"),
+    (['{empty}'], 'no chapter with code cells in this folder'),
+    (['{prose}'], 'prose.md has no code cells'),
+])
+def test_bad_options_are_refused_before_any_kernel_starts(tmp_path, cli, args, message):
+    (tmp_path / 'chapter.md').write_text(markdown(['x = 1']))
+    (tmp_path / 'notes.txt').write_text('x = 1')
+    (tmp_path / 'prose.md').write_text('# no code\n')
+    (tmp_path / 'empty').mkdir()
+    paths = {'md': tmp_path / 'chapter.md', 'txt': tmp_path / 'notes.txt',
+             'empty': tmp_path / 'empty', 'prose': tmp_path / 'prose.md'}
+    ran = cli('run-chapter', *[arg.format(**paths) for arg in args])
+    assert ran.returncode == 2 and ran.stderr.startswith('gluon-bn run-chapter: error: ')
+    assert message in ran.stderr and len(ran.stderr.splitlines()) == 1
+
+
+def test_a_chapter_is_read_as_notebook_cells(tmp_path):
+    path = tmp_path / 'chapter.md'
+    path.write_text(markdown(['a = 1', 'b = 2']) + '\nClosing prose.\n')
+    nb = chapters.read_chapter(str(path))
+    assert [(c.cell_type, c.source) for c in nb.cells] == [
+        ('markdown', '# A chapter\n\nSome prose.'), ('code', 'a = 1'),
+        ('markdown', 'More prose.'), ('code', 'b = 2'), ('markdown', 'Closing prose.')]
+
+
+def test_compat_is_reversible_and_installs_once():
+    before = (vars(datasets.FashionMNIST).copy(), d2lzh.try_gpu, d2lzh.utils.try_gpu,
+              hasattr(display, 'set_matplotlib_formats'))
+    with compat.offline(ctx='a device'):
+        assert datasets.FashionMNIST.__init__ is not before[0]['__init__']
+        assert d2lzh.try_gpu() == 'a device' and d2lzh.utils.try_gpu() == 'a device'
+        assert callable(display.set_matplotlib_formats)
+        with pytest.raises(RuntimeError, match='installed already'):
+            compat.install()
+    assert (vars(datasets.FashionMNIST).copy(), d2lzh.try_gpu, d2lzh.utils.try_gpu,
+            hasattr(display, 'set_matplotlib_formats')) == before
+
+
+@pytest.mark.real_data
+def test_compat_fashion_mnist_is_gluons_data_set_over_the_verified_files(tmp_path):
+    root = tmp_path / 'not-created'
+    with compat.offline():
+        test = datasets.FashionMNIST(root=str(root), train=False)
+    images, labels = data.load_fashion_mnist(False, data.DEBIAN_DIR)
+    assert not root.exists() and len(test) == 10000
+    X, y = test[17]
+    assert X.shape == (28, 28, 1) and X.dtype == np.uint8 and isinstance(y, np.int32)
+    np.testing.assert_array_equal(X.asnumpy()[..., 0], images[17])
+    assert y == labels[17]
+
+
+def test_compat_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.delenv('FASHION_MNIST_DIR', raising=False)
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet'))
+    monkeypatch.setattr(data, 'DEBIAN_DIR', str(tmp_path / 'debian'))
+    with compat.offline(), pytest.raises(data.DataError, match='Fashion-MNIST is not in'):
+        datasets.FashionMNIST(train=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_limit_batches_cuts_the_sampler_and_comes_off():
+    dataset = gluon.data.ArrayDataset(nd.arange(50), nd.arange(50))
+    with rerun.limit_batches(2):
+        loader = gluon.data.DataLoader(dataset, batch_size=10, shuffle=True)
+        first = [batch[1].asnumpy() for batch in loader]
+        second = [batch[1].asnumpy() for batch in loader]
+    assert len(loader) == 2 and len(first) == 2 and len(second) == 2
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))   # reshuffled
+    assert len(gluon.data.DataLoader(dataset, batch_size=10)) == 5
+    with pytest.raises(ValueError, match='max_batches must be a positive int'):
+        with rerun.limit_batches(0):
+            pass
+
+
+def test_cpus_as_gpus_comes_off_again():
+    gpu, num_gpus = mx.gpu, mx.context.num_gpus
+    with rerun.cpus_as_gpus(3):
+        assert mx.gpu(2) == mx.cpu(2) and mx.context.gpu(0) == mx.cpu(0)
+        assert d2lzh.try_all_gpus() == [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
+    assert (mx.gpu, mx.context.num_gpus) == (gpu, num_gpus) and mx.gpu(2).device_type == 'gpu'
+
+
+def test_a_shell_escape_runs_when_the_shell_finds_its_program():
+    assert rerun._program('FOO=1 BAR="a b" ls -l  # a comment') == 'ls'
+    assert rerun._can_run('ls') and rerun._can_run('cd') and rerun._can_run('export')
+    assert not rerun._can_run('no-such-program-gluon-bn')
+
+
+def test_epoch_loops_with_fixed_bounds_are_rewritten_and_others_are_not(monkeypatch):
+    notices = []
+    monkeypatch.setattr(rerun, 'notify', lambda kind, text, **fields: notices.append(text))
+    source = ("runs = []\n"
+              "for epoch in range(1, 6):\n    runs.append(epoch)\n"
+              "for i in range(3):\n    runs.append(-1)\n"
+              "for epoch in range(n):\n    runs.append(0)\n")
+    tree = ast.fix_missing_locations(rerun.EpochsOverride(2).visit(ast.parse(source)))
+    namespace = {'n': 1}
+    exec(compile(tree, '<cell>', 'exec'), namespace)
+    assert namespace['runs'] == [1, 2, -1, -1, -1, 0]
+    assert notices == ["line 2: `for epoch in range(1, 6)` does not read num_epochs; it runs 2 "
+                       "epoch(s) instead of 5 (--epochs)"]

@@ -6,6 +6,9 @@ One error style for all: a command line that cannot work is one line,
 `gluon-bn COMMAND: error: ...`, and exit status 2, before any work; a run that fails for a
 reason gluon_bn can name (gluon_bn.Error: missing data, a checkpoint of another run, ...) is one
 line too, and exit status 1. Neither shows a traceback.
+
+Each subcommand imports what it runs when it runs, so that `gluon-bn train` loads neither
+Jupyter's packages nor the book's.
 """
 import argparse
 import os

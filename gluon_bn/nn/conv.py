@@ -10,8 +10,7 @@ from .. import ops
 class FirstConv2D(nn.Conv2D):
     """nn.Conv2D(channels, kernel_size=5, in_channels=1) whose convolution gluon_bn's C++
     operator computes on the CPU: the first layer of the chapter's LeNet, which MXNet's oneDNN
-    kernel runs slowly (forward and backward at batch 256 into six channels: 2.6 ms, PyTorch's
-    1.0 ms).
+    kernel runs slowly (README, Speed: one input channel into six).
 
     Parameters `weight` (channels, 1, 5, 5) and `bias` (channels,), as nn.Conv2D names and
     shapes them, so parameter files move between the two. `activation` and `use_bias` as

@@ -2,10 +2,10 @@
 that calls them (operators). The layers of gluon_bn.nn compute through these; nothing here knows
 a layer.
 
-Why C++: MXNet's Python CustomOp calls back into Python on every use (0.4 ms, as much as the whole
-fused op at LeNet's sizes) and, with oneDNN, can be handed inputs in a layout it then misreads;
-a library operator runs like a built-in one, imperatively, in hybridized graphs and in exported
-models, and MXNet gives it plain-layout inputs.
+Why C++: MXNet's Python CustomOp calls back into Python on every use (which costs as much as the
+whole fused op at LeNet's sizes) and, with oneDNN, can be handed inputs in a layout it then
+misreads; a library operator runs like a built-in one, imperatively, in hybridized graphs and in
+exported models, and MXNet gives it plain-layout inputs.
 """
 from .library import (BuildError, FLAGS, build, cache_dir, compiler, intact, library_path,
                       load)

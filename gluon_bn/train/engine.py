@@ -5,11 +5,12 @@ MXNet runs each operator on an engine worker thread, asynchronously, and gives i
 half the processors on x86 (it assumes two hardware threads per core). On a machine whose
 processors are real cores (a 2-core VM, say), that leaves a core idle in every convolution; and
 giving the operators every core instead makes the Python thread, the engine's worker and the
-operators' threads fight over them (BN-LeNet epochs, 2 cores: 3.6 s as MXNet starts, 5.6 s with
-OMP_NUM_THREADS=2). MXNet's synchronous engine (NaiveEngine) runs each operator in the calling
-thread: with every core for the operators no thread waits for another, and an epoch takes 2.7 s.
-It suits one device driven from one Python thread; several devices, a GPU, SyncBatchNorm's threads
-or a distributed KVStore want MXNet's default engine (ThreadedEnginePerDevice).
+operators' threads fight over them (slower epochs than either way). MXNet's synchronous engine
+(NaiveEngine) runs each operator in the calling thread: with every core for the operators no
+thread waits for another, and BN-LeNet's epoch is the fastest of the three (the README's Speed
+section has the figures). It suits one device driven from one Python thread; several devices,
+a GPU, SyncBatchNorm's threads or a distributed KVStore want MXNet's default engine
+(ThreadedEnginePerDevice).
 """
 import ctypes
 import os

@@ -3,7 +3,7 @@ digest of the trained parameters after each step."""
 import hashlib
 import os
 
-import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.cuda)
+import gluon_bn  # noqa: F401  first: on the GPU build it loads the CUDA libraries (gluon_bn.utils.cuda)
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, init, nd

@@ -22,7 +22,6 @@ from ..train.data import load_arrays
 from ..train.models import PLACEMENTS
 from ..utils import files
 from ..utils.errors import Error
-from . import report as reporting
 
 BATCH_SIZE = 256
 EXERCISES = ('1', '2', '3', '4', '5', 'shift')
@@ -209,6 +208,7 @@ def run_exercises(out, which=EXERCISES, epochs=5, train_size=20000, lr=1.0, seed
     `out`, keeping finished runs in out/runs.json (so that the same call after an interruption
     goes on from the first unfinished run). One call at a time per folder (a lock); other
     settings in the same folder are refused. Returns the files written."""
+    from . import report as reporting     # matplotlib: loaded when there is something to draw
     engine.default_settings([mx.cpu()])   # MXNet's fastest settings on one CPU, as for training
     os.makedirs(out, exist_ok=True)
     settings = {'epochs': epochs, 'train_size': train_size, 'lr': lr, 'seed': seed,

@@ -30,7 +30,8 @@ test: setup
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
-	$(BIN)/python -O -m pytest -q tests/nn/test_bad_input.py tests/cli tests/train/test_data.py
+	$(BIN)/python -O -m pytest -q -W ignore::pytest.PytestConfigWarning \
+	    tests/nn/test_bad_input.py tests/cli tests/train/test_data.py
 
 setup: system $(INSTALLED)
 

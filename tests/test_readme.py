@@ -10,6 +10,7 @@ README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
 
 
 @pytest.mark.real_data
+@pytest.mark.filterwarnings('ignore:Cannot decide type')   # SymbolBlock.imports, as MXNet says
 def test_readme_examples_run_and_print_what_they_say(capsys):
     blocks = re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
     assert len(blocks) >= 6

@@ -6,14 +6,20 @@
 - sync: `SyncBatchNorm`, statistics over the whole batch split between devices, and
   `run_on_devices`, which runs each device's forward pass in a thread of its own.
 - conv: `FirstConv2D`, the chapter's first convolution as an nn.Conv2D computed in C++.
+- graphs: a graph per mode for hybridized networks with these layers: gluon_bn's operators for
+  training, MXNet's own for prediction and export (installed on import).
 
 Layers compute through gluon_bn.ops and check their input with _checks; they import nothing from
 training, the book or the command line.
 """
+from . import graphs
 from .conv import FirstConv2D
+from .graphs import export
 from .hybrid import HybridBatchNorm
 from .scratch import BatchNorm, batch_norm, batch_norm2D
 from .sync import SyncBatchNorm, SyncError, run_on_devices
 
-__all__ = ['BatchNorm', 'FirstConv2D', 'HybridBatchNorm', 'SyncBatchNorm', 'SyncError',
+graphs.install()
+
+__all__ = ['BatchNorm', 'FirstConv2D', 'export', 'HybridBatchNorm', 'SyncBatchNorm', 'SyncError',
            'batch_norm', 'batch_norm2D', 'run_on_devices']

@@ -5,6 +5,7 @@ from mxnet import nd
 from mxnet.gluon import nn
 
 from .. import ops
+from . import graphs
 
 
 class FirstConv2D(nn.Conv2D):
@@ -43,5 +44,11 @@ class FirstConv2D(nn.Conv2D):
         on_cpu = x.context.device_type == 'cpu' if F is nd else mx.context.num_gpus() == 0
         if not on_cpu or bias is None:   # the operator always adds a bias
             return super().hybrid_forward(F, x, weight, bias)
-        out = ops.conv(F, x, weight, bias)
+        if F is not nd and graphs.tracing() == graphs.PREDICT:
+            # nn.Conv2D's graph, with the convolution of the input's API (nn.Conv2D takes the one
+            # of the API it was built in)
+            convolution = F.npx.convolution if ops.is_numpy(x) else F.Convolution
+            out = convolution(x, weight, bias, name='fwd', **self._kwargs)
+        else:
+            out = ops.conv(F, x, weight, bias)
         return self.act(out) if self.act is not None else out

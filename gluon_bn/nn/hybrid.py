@@ -3,6 +3,7 @@ from mxnet import nd
 from mxnet.gluon import nn
 
 from .. import ops
+from . import graphs
 from ._checks import check_hyperparameters, check_not_empty, check_operator_dtype
 
 
@@ -19,11 +20,12 @@ class HybridBatchNorm(nn.BatchNorm):
     type, a closed-form backward, the running statistics updated in the forward pass (with the
     biased batch variance, as nn.BatchNorm does in its backward pass; after a full step they
     agree). It takes float16, float32 and float64 data; after `cast('float16')` the parameters
-    stay float32, as with nn.BatchNorm. The mode (training or prediction) is read inside the
-    graph without drawing random numbers (ops.mode_flag), so a seeded run draws the same random
-    numbers as with nn.BatchNorm. On a GPU the layer runs MXNet's own CUDA BatchNorm kernel
-    (cudnn_off: the biased variance in the running statistics, as on the CPU). A model exported
-    with it needs the operator loaded before `SymbolBlock.imports`: `gluon_bn.ops.load()`.
+    stay float32, as with nn.BatchNorm. It takes MXNet's NumPy arrays as well (npx.set_np()).
+    Hybridized, a network predicts with nn.BatchNorm's own graph (gluon_bn.nn.graphs), which is
+    also what it exports: a model that loads wherever MXNet does; its training graph reads the
+    mode as it runs, without drawing random numbers (ops.mode_flag), so a seeded run draws the
+    same random numbers as with nn.BatchNorm. On a GPU the layer runs MXNet's own CUDA BatchNorm
+    kernel (cudnn_off: the biased variance in the running statistics, as on the CPU).
 
     Parameters
     ----------
@@ -76,7 +78,10 @@ class HybridBatchNorm(nn.BatchNorm):
         if self._on_gpu(x):
             # The C++ operator is CPU-only. MXNet's own CUDA kernel tracks the biased variance
             # as the CPU does; cuDNN's (the default) would track the unbiased one.
-            return F.BatchNorm(x, gamma, beta, running_mean, running_var, name='fwd',
-                               cudnn_off=True, **self._kwargs)
+            batch_norm = F.npx.batch_norm if ops.is_numpy(x) else F.BatchNorm
+            return batch_norm(x, gamma, beta, running_mean, running_var, name='fwd',
+                              cudnn_off=True, **self._kwargs)
+        if F is not nd and graphs.tracing() == graphs.PREDICT:   # nn.BatchNorm's own graph
+            return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
         return ops.batch_norm(F, x, gamma, beta, running_mean, running_var, name='fwd',
                               **self._kwargs)

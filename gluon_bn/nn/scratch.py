@@ -15,10 +15,17 @@ any layer object; its original reshaped the statistics only for 4D input, here b
 import warnings
 
 from mxnet import autograd, init, nd
+from mxnet import numpy as mx_np
 from mxnet.gluon import nn
 
 from .. import ops
 from ._checks import check_array, check_hyperparameters, check_input, check_textbook_dtype
+
+
+def _sqrt(a):
+    """sqrt in the array's own API: the textbook formulas take legacy NDArrays and the arrays of
+    MXNet's NumPy API (npx.set_np(), the book's second edition) alike."""
+    return mx_np.sqrt(a) if ops.is_numpy(a) else nd.sqrt(a)
 
 
 def param_shape(num_features, num_dims):
@@ -67,10 +74,10 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
         check_array(name, array, shape, X, 'batch_norm')
 
     if not autograd.is_training():
-        X_hat = (X - moving_mean) / nd.sqrt(moving_var + eps)
+        X_hat = (X - moving_mean) / _sqrt(moving_var + eps)
     else:
         mean, var = batch_moments(X)
-        X_hat = (X - mean) / nd.sqrt(var + eps)
+        X_hat = (X - mean) / _sqrt(var + eps)
         # The moving statistics are data, not part of the model's gradient.
         moving_mean = momentum * moving_mean + (1.0 - momentum) * mean.detach()
         moving_var = momentum * moving_var + (1.0 - momentum) * var.detach()
@@ -208,12 +215,12 @@ def batch_norm2D(X, gamma, beta, is_training, moving_mean, moving_variance,
     per_channel = (1, C) if X.ndim == 2 else (1, C, 1, 1)
     if is_training:
         mean, var = batch_moments(X)
-        X_hat = (X - mean) / nd.sqrt(var + eps)
+        X_hat = (X - mean) / _sqrt(var + eps)
         moving_mean[:] = (moving_momentum * moving_mean
                           + (1.0 - moving_momentum) * mean.detach().reshape((C,)))
         moving_variance[:] = (moving_momentum * moving_variance
                               + (1.0 - moving_momentum) * var.detach().reshape((C,)))
     else:
         X_hat = ((X - moving_mean.reshape(per_channel))
-                 / nd.sqrt(moving_variance.reshape(per_channel) + eps))
+                 / _sqrt(moving_variance.reshape(per_channel) + eps))
     return gamma.reshape(per_channel) * X_hat + beta.reshape(per_channel)

@@ -23,10 +23,11 @@ import threading
 import weakref
 from concurrent.futures import Future, wait
 
-from mxnet import autograd, nd
+from mxnet import autograd, nd, util
 from mxnet.gluon import contrib
 
 from .. import ops
+from . import graphs
 from ..utils.errors import Error
 from ._checks import (OPERATOR_DTYPES, SYNC_DTYPES, check_hyperparameters, check_not_empty,
                       check_operator_dtype)
@@ -135,7 +136,8 @@ class _Workers:
 
 def run_on_devices(fn, *per_device):
     """fn(*args) for each device's arguments, each in a thread of its own; returns the results
-    in order. The threads record (autograd.record) and train exactly when the caller does.
+    in order. The threads record (autograd.record) and train exactly when the caller does, in
+    the same array API (npx.set_np()).
 
     This is how a network with SyncBatchNorm runs its forward pass on several devices; a
     failure on one device stops the others and is raised here. The threads live as long as the
@@ -152,11 +154,13 @@ def run_on_devices(fn, *per_device):
     """
     calls = list(zip(*per_device))
     recording, training = autograd.is_recording(), autograd.is_training()
+    numpy_api = util.is_np_shape(), util.is_np_array()   # npx.set_np() is per thread too
 
     def job(i, args):
         def work():
             autograd.set_recording(recording)   # MXNet's autograd state is per thread
             autograd.set_training(training)
+            util.set_np(*numpy_api)
             try:
                 return fn(*args)
             except BaseException as error:
@@ -246,6 +250,11 @@ class SyncBatchNorm(contrib.nn.SyncBatchNorm):
         k = self._kwargs
         settings = dict(eps=k['eps'], momentum=k['momentum'], fix_gamma=k['fix_gamma'])
         batch_stats = autograd.is_training() and not k['use_global_stats']
+        if self.num_devices == 1 and F is not nd and graphs.tracing() == graphs.PREDICT:
+            # MXNet's own BatchNorm, as nn.BatchNorm's graph predicts (gluon_bn.nn.graphs)
+            batch_norm = F.npx.batch_norm if ops.is_numpy(x) else F.BatchNorm
+            return batch_norm(x, gamma, beta, running_mean, running_var, name='fwd',
+                              use_global_stats=k['use_global_stats'], **settings)
         if self.num_devices == 1 or (F is nd and not batch_stats):
             return ops.batch_norm(F, x, gamma, beta, running_mean, running_var, name='fwd',
                                   use_global_stats=k['use_global_stats'], **settings)

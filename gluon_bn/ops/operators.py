@@ -2,13 +2,41 @@
 
 The layers of gluon_bn.nn compute through these functions; each hands its inputs to the operator
 the way MXNet needs them (through identity where a gradient may be added up; the mode as an
-input, or read from a probe inside a graph).
+input, or read from a probe inside a graph), in either of MXNet's array APIs (array_api).
 """
+import functools
 import os
 
 from mxnet import autograd, nd
+from mxnet import numpy as mx_np
+from mxnet.symbol.numpy import _Symbol as NumpySymbol
 
 _flags = {}
+
+
+def is_numpy(array):
+    """Whether array is of MXNet's NumPy API (mxnet.numpy, npx.set_np()): an ndarray, or a
+    symbol while a graph of them is traced."""
+    return isinstance(array, (mx_np.ndarray, NumpySymbol))
+
+
+def array_api(call):
+    """Lets an entry point take the arrays (and symbols) of MXNet's NumPy API as well as legacy
+    ones. mx.library.load offers library operators in mx.nd and mx.sym only, and legacy operators
+    refuse NumPy arrays; so the operators get legacy views of them (as_nd_ndarray: the same
+    memory and the same autograd entry, so gradients and in-place running statistics reach the
+    caller's arrays), and the output comes back in the API of the data, the first array."""
+    @functools.wraps(call)
+    def wrapper(F, x, *args, **kwargs):
+        if not is_numpy(x[0] if isinstance(x, (list, tuple)) else x):
+            return call(F, x, *args, **kwargs)
+
+        def legacy(a):
+            if isinstance(a, (list, tuple)):
+                return [legacy(item) for item in a]
+            return a.as_nd_ndarray() if is_numpy(a) else a
+        return call(F, legacy(x), *legacy(args), **kwargs).as_np_ndarray()
+    return wrapper
 
 
 def _constant_flag(ctx, training):
@@ -62,6 +90,7 @@ def _addto_enabled():
     return os.environ.get('MXNET_EXEC_ENABLE_ADDTO', '0').strip() not in ('', '0')
 
 
+@array_api
 def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, axis=1,
                eps=1e-5, momentum=0.9, fix_gamma=False, use_global_stats=False, name=None):
     """gluon_bn_batch_norm's output, for F = mx.nd or mx.sym (Gluon's F).
@@ -81,23 +110,27 @@ def batch_norm(F, x, gamma, beta, running_mean, running_var, *, training=None, a
         fix_gamma=fix_gamma, use_global_stats=use_global_stats, probe=probe, name=name)[0]
 
 
+@array_api
 def conv(F, x, weight, bias):
     """gluon_bn_conv: one input channel, 5x5 windows, stride 1, no padding (FirstConv2D)."""
     return F.gluon_bn_conv(_through_identity(F, x), _through_identity(F, weight),
                            _through_identity(F, bias))
 
 
+@array_api
 def moments(F, x, axis=1):
     """SyncBatchNorm's per-device moments: (3, C) float64 rows count, mean, M2."""
     return F.gluon_bn_moments(_through_identity(F, x), axis=axis)
 
 
+@array_api
 def combine(F, moments_of_every_device):
     """The whole batch's (2, C) mean and biased variance, the same bits on every device."""
     return F.gluon_bn_combine(*moments_of_every_device,
                               num_devices=len(moments_of_every_device))
 
 
+@array_api
 def normalize(F, x, gamma, beta, stats, running_mean, running_var, *, axis=1, eps=1e-5,
               momentum=0.9, fix_gamma=False):
     """SyncBatchNorm's output from the combined statistics; the running ones updated in place."""

@@ -9,12 +9,14 @@
 Use it to regression-test a batch norm of your own against nn.BatchNorm.
 """
 from . import reference
-from .adapters import (ACC, ADAPTERS, FIELDS, Case, GluonBatchNorm, HybridAdapter,
+from .adapters import (ACC, ADAPTERS, APIS, FIELDS, Case, GluonBatchNorm, HybridAdapter,
                        HybridizedAdapter, LayerAdapter, ScratchBlock, ScratchFunction,
                        TextbookBlock, TextbookTutorialFunction, TutorialFunction, make_case,
-                       max_errors, reference_result, run, run_split, term_magnitudes)
+                       array, array_api, max_errors, reference_result, run, run_split,
+                       term_magnitudes)
 
-__all__ = ['ACC', 'ADAPTERS', 'FIELDS', 'Case', 'GluonBatchNorm', 'HybridAdapter',
+__all__ = ['ACC', 'ADAPTERS', 'APIS', 'FIELDS', 'Case', 'GluonBatchNorm', 'HybridAdapter',
            'HybridizedAdapter', 'LayerAdapter', 'ScratchBlock', 'ScratchFunction',
-           'TextbookBlock', 'TextbookTutorialFunction', 'TutorialFunction', 'make_case',
-           'max_errors', 'reference', 'reference_result', 'run', 'run_split', 'term_magnitudes']
+           'TextbookBlock', 'TextbookTutorialFunction', 'TutorialFunction', 'array', 'array_api',
+           'make_case', 'max_errors', 'reference', 'reference_result', 'run', 'run_split',
+           'term_magnitudes']

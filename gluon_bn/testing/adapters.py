@@ -8,7 +8,11 @@ same small adapter, so a comparison is a loop over adapters:
     truth = reference_result(case)
     for name, adapter in ADAPTERS.items():
         print(name, max_errors(run(adapter, case), truth))
+
+`run(..., api='np')` runs the same case in MXNet's NumPy API (npx.set_np(): mxnet.numpy arrays,
+parameters and graphs), where every gluon_bn path works too.
 """
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import List
@@ -25,6 +29,25 @@ from . import reference
 # Extended precision where the platform has it (x86-64: 64-bit mantissa, 11 bits more than
 # float64): a float64 reference rounds as much as the float64 code it is meant to judge.
 ACC = np.longdouble
+
+APIS = ('nd', 'np')   # MXNet's legacy NDArray API, and its NumPy API
+
+
+@contextlib.contextmanager
+def array_api(api):
+    """The block runs in MXNet's legacy API ('nd') or in its NumPy API ('np', as after
+    npx.set_np()), and the calling thread's setting is put back afterwards."""
+    if api not in APIS:
+        raise ValueError(f"api must be one of {', '.join(APIS)}, got {api!r}")
+    with mx.util.np_shape(api == 'np'), mx.util.np_array(api == 'np'):
+        yield
+
+
+def array(values, dtype, ctx=None):
+    """An array of the API the caller runs in (array_api)."""
+    make = mx.np.array if mx.util.is_np_array() else nd.array
+    return make(values, dtype=dtype, ctx=ctx)
+
 
 FIELDS = ('y', 'dx', 'dgamma', 'dbeta', 'running_mean', 'running_var',
           'y_predict', 'y_predict_one')
@@ -94,8 +117,8 @@ class LayerAdapter:
         self.layer.initialize()
         self.layer.cast(case.dtype)
         shape = self.layer.gamma.shape
-        self.layer.gamma.set_data(nd.array(case.gamma.reshape(shape), dtype=case.dtype))
-        self.layer.beta.set_data(nd.array(case.beta.reshape(shape), dtype=case.dtype))
+        self.layer.gamma.set_data(array(case.gamma.reshape(shape), case.dtype))
+        self.layer.beta.set_data(array(case.beta.reshape(shape), case.dtype))
 
     def train(self, X):
         return self.layer(X)
@@ -160,12 +183,12 @@ class ScratchFunction:
     def __init__(self, case):
         shape = self.param_shape(case)
         self.case = case
-        self.gamma = nd.array(case.gamma.reshape(shape), dtype=case.dtype)
-        self.beta = nd.array(case.beta.reshape(shape), dtype=case.dtype)
+        self.gamma = array(case.gamma.reshape(shape), case.dtype)
+        self.beta = array(case.beta.reshape(shape), case.dtype)
         self.gamma.attach_grad()
         self.beta.attach_grad()
-        self.moving_mean = nd.zeros(shape, dtype=case.dtype)
-        self.moving_var = nd.ones(shape, dtype=case.dtype)
+        self.moving_mean = array(np.zeros(shape), case.dtype)
+        self.moving_var = array(np.ones(shape), case.dtype)
 
     def _call(self, X):
         return batch_norm(X, self.gamma, self.beta, self.moving_mean, self.moving_var,
@@ -216,27 +239,28 @@ ADAPTERS = {'nn.BatchNorm': GluonBatchNorm, 'BatchNorm': ScratchBlock,
             'batch_norm2D(fast=False)': TextbookTutorialFunction}
 
 
-def run(adapter, case, ctx=None):
+def run(adapter, case, ctx=None, api='nd'):
     """Train `adapter(case)` for the case's steps on ctx (default: the current context), then
-    predict. Returns FIELDS as NumPy arrays."""
-    with ctx or mx.context.current_context():   # every array and parameter is made there
+    predict, in MXNet's legacy API or its NumPy API (`api`, see array_api). Returns FIELDS as
+    NumPy arrays."""
+    with ctx or mx.context.current_context(), array_api(api):   # every array is made there
         return _run(adapter, case)
 
 
 def _run(adapter, case):
     impl = adapter(case)
     for x, dy in zip(case.batches, case.head_grads):
-        X = nd.array(x, dtype=case.dtype)
+        X = array(x, case.dtype)
         X.attach_grad()
         with autograd.record():
             Y = impl.train(X)
-        Y.backward(nd.array(dy, dtype=case.dtype))
+        Y.backward(array(dy, case.dtype))
     dgamma, dbeta = impl.grads()
     running_mean, running_var = impl.stats()
     result = dict(y=Y, dx=X.grad, dgamma=dgamma, dbeta=dbeta, running_mean=running_mean,
                   running_var=running_var,
-                  y_predict=impl.predict(nd.array(case.x_predict, dtype=case.dtype)),
-                  y_predict_one=impl.predict(nd.array(case.x_predict_one, dtype=case.dtype)))
+                  y_predict=impl.predict(array(case.x_predict, case.dtype)),
+                  y_predict_one=impl.predict(array(case.x_predict_one, case.dtype)))
     # Parameters come back as (C,), whatever shape the implementation keeps them in.
     return {k: v.asnumpy().reshape(-1) if k in ('dgamma', 'dbeta', 'running_mean',
                                                 'running_var') else v.asnumpy()
@@ -286,7 +310,7 @@ def term_magnitudes(case, truth, dtype=ACC):
 
 # ---- Several devices: one case's batches split between them --------------------------------
 
-def run_split(make_layer, case, ctxs, drive):
+def run_split(make_layer, case, ctxs, drive, api='nd'):
     """Train a synchronized layer on `case`'s batches split between `ctxs`, then predict on the
     first device. Returns FIELDS as for `run`, where y and dx are the devices' parts put back
     together, dgamma and dbeta are summed over the devices (what the Trainer applies), and the
@@ -297,14 +321,19 @@ def run_split(make_layer, case, ctxs, drive):
     one backward for all of them, as gluon_bn.SyncBatchNorm requires; 'per-thread' gives each
     device a thread for its forward and its backward, as contrib's SyncBatchNorm needs on cpu(i).
     """
+    with array_api(api):
+        return _run_split(make_layer, case, ctxs, drive)
+
+
+def _run_split(make_layer, case, ctxs, drive):
     layer = make_layer(case)
     layer.initialize(ctx=ctxs)
     layer.cast(case.dtype)
-    layer.gamma.set_data(nd.array(case.gamma, dtype=case.dtype))
-    layer.beta.set_data(nd.array(case.beta, dtype=case.dtype))
+    layer.gamma.set_data(array(case.gamma, case.dtype))
+    layer.beta.set_data(array(case.beta, case.dtype))
 
-    def parts(array):
-        return gluon.utils.split_and_load(nd.array(array, dtype=case.dtype), ctxs,
+    def parts(values):
+        return gluon.utils.split_and_load(array(values, case.dtype), ctxs,
                                           even_split=False)
 
     for x, dy in zip(case.batches, case.head_grads):
@@ -333,8 +362,8 @@ def run_split(make_layer, case, ctxs, drive):
     def total(param):
         return sum(param.grad(ctx).asnumpy().astype(ACC) for ctx in ctxs)
 
-    def first(array):
-        return layer(nd.array(array, dtype=case.dtype, ctx=ctxs[0])).asnumpy()
+    def first(values):
+        return layer(array(values, case.dtype, ctxs[0])).asnumpy()
 
     return dict(y=np.concatenate([Y.asnumpy() for Y in Ys]),
                 dx=np.concatenate([X.grad.asnumpy() for X in Xs]),

@@ -114,6 +114,9 @@ def device_count(params):
 
 def save(folder, epoch, net, trainer, settings, history):
     """Write DIR/epoch-NNNN.ckpt atomically; returns its path."""
+    # Running statistics updated in place by a graph with static memory can be read before the
+    # update lands (MXNet 1.9): everything pending finishes first.
+    nd.waitall()
     params = parameters(net)
     arrays = {f'{name}@{i}': data.asnumpy()
               for name, param in params.items() for i, data in enumerate(param.list_data())}

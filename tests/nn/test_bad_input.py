@@ -1,6 +1,6 @@
 """Bad input raises a TypeError or ValueError naming what was expected and what was given, and
-leaves every statistic as it was. Each call runs inside autograd.record(), where a training path
-would otherwise update the statistics."""
+leaves every statistic as it was, in MXNet's legacy API and in its NumPy API alike. Each call
+runs inside autograd.record(), where a training path would otherwise update the statistics."""
 
 import mxnet as mx
 import numpy as np
@@ -8,8 +8,14 @@ import pytest
 from mxnet import autograd, nd
 
 from gluon_bn import BatchNorm, HybridBatchNorm, SyncBatchNorm, batch_norm, batch_norm2D
+from gluon_bn.testing import APIS, array, array_api
 
 C = 3
+
+
+def ones(shape, dtype='float32'):
+    """Ones in the API the test runs in (legacy NDArrays, or mxnet.numpy)."""
+    return array(np.ones(shape), dtype)
 
 
 class Functional:
@@ -18,7 +24,7 @@ class Functional:
 
     def __init__(self, ndim=4, dtype='float32'):
         shape = (1, C) if ndim == 2 else (1, C, 1, 1)
-        self.arrays = {name: nd.ones(shape, dtype=dtype) for name in self.names}
+        self.arrays = {name: ones(shape, dtype) for name in self.names}
 
     def __call__(self, X, **overrides):
         a = {**self.arrays, **overrides}
@@ -33,7 +39,7 @@ class Tutorial(Functional):
     names = ('gamma', 'beta', 'moving_mean', 'moving_variance')
 
     def __init__(self, ndim=4, dtype='float32'):
-        self.arrays = {name: nd.ones(C, dtype=dtype) for name in self.names}
+        self.arrays = {name: ones(C, dtype) for name in self.names}
 
     def __call__(self, X, **overrides):
         a = {**self.arrays, **overrides}
@@ -54,14 +60,15 @@ class Block:
         return [p.data().asnumpy() for p in self.block.collect_params().values()]
 
 
-APIS = {'batch_norm': Functional, 'batch_norm2D': Tutorial, 'BatchNorm': Block}
+ENTRY_POINTS = {'batch_norm': Functional, 'batch_norm2D': Tutorial, 'BatchNorm': Block}
 
-# (input, the API's rank, exception, words the message must contain)
+# (input, the entry point's rank, exception, words the message must contain)
 BAD_INPUTS = {
-    '3d': (nd.ones((4, C, 5)), 4, ValueError, ['3D', '(4, 3, 5)']),
-    '5d': (nd.ones((2, C, 4, 4, 4)), 4, ValueError, ['5D', '(2, 3, 4, 4, 4)']),
-    'integer-dtype': (nd.ones((4, C, 5, 5), dtype='int32'), 4, TypeError, ['int32', 'float']),
-    'numpy-input': (np.ones((4, C, 5, 5), dtype='float32'), 4, TypeError, ['NDArray', 'ndarray']),
+    '3d': (lambda: ones((4, C, 5)), 4, ValueError, ['3D', '(4, 3, 5)']),
+    '5d': (lambda: ones((2, C, 4, 4, 4)), 4, ValueError, ['5D', '(2, 3, 4, 4, 4)']),
+    'integer-dtype': (lambda: ones((4, C, 5, 5), 'int32'), 4, TypeError, ['int32', 'float']),
+    'numpy-input': (lambda: np.ones((4, C, 5, 5), dtype='float32'), 4, TypeError,
+                    ['NDArray', 'ndarray']),
 }
 
 
@@ -76,27 +83,34 @@ def assert_untouched(api, call, exception, words):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize('mode', APIS)
 @pytest.mark.parametrize('case', BAD_INPUTS)
-@pytest.mark.parametrize('api_name', APIS)
-def test_bad_input_is_rejected_and_changes_nothing(api_name, case):
-    X, ndim, exception, words = BAD_INPUTS[case]
-    api = APIS[api_name](ndim)
-    assert_untouched(api, lambda: api(X), exception, words)
+@pytest.mark.parametrize('api_name', ENTRY_POINTS)
+def test_bad_input_is_rejected_and_changes_nothing(api_name, case, mode):
+    make, ndim, exception, words = BAD_INPUTS[case]
+    with array_api(mode):
+        api = ENTRY_POINTS[api_name](ndim)
+        X = make()
+        assert_untouched(api, lambda: api(X), exception, words)
 
 
+@pytest.mark.parametrize('mode', APIS)
 @pytest.mark.parametrize('ndim', [2, 4])
-@pytest.mark.parametrize('api_name', APIS)
-def test_channel_count_mismatch(api_name, ndim):
-    api = APIS[api_name](ndim)
-    X = nd.ones((4, C + 2) if ndim == 2 else (4, C + 2, 5, 5))
-    assert_untouched(api, lambda: api(X), ValueError, [str(X.shape), '3'])
+@pytest.mark.parametrize('api_name', ENTRY_POINTS)
+def test_channel_count_mismatch(api_name, ndim, mode):
+    with array_api(mode):
+        api = ENTRY_POINTS[api_name](ndim)
+        X = ones((4, C + 2) if ndim == 2 else (4, C + 2, 5, 5))
+        assert_untouched(api, lambda: api(X), ValueError, [str(X.shape), '3'])
 
 
-@pytest.mark.parametrize('api_name', APIS)
-def test_float64_input_with_float32_state(api_name):
-    api = APIS[api_name](4, dtype='float32')
-    X = nd.ones((4, C, 5, 5), dtype='float64')
-    assert_untouched(api, lambda: api(X), TypeError, ['float32', 'float64'])
+@pytest.mark.parametrize('mode', APIS)
+@pytest.mark.parametrize('api_name', ENTRY_POINTS)
+def test_float64_input_with_float32_state(api_name, mode):
+    with array_api(mode):
+        api = ENTRY_POINTS[api_name](4, dtype='float32')
+        X = ones((4, C, 5, 5), 'float64')
+        assert_untouched(api, lambda: api(X), TypeError, ['float32', 'float64'])
 
 
 @pytest.mark.parametrize('name', ['gamma', 'beta', 'moving_mean', 'moving_var'])
@@ -140,13 +154,15 @@ def test_block_constructor_rejects_bad_settings(kwargs, words):
         assert word in str(raised.value)
 
 
-@pytest.mark.parametrize('api_name', APIS)
-def test_an_empty_batch_is_rejected_and_changes_nothing(api_name):
+@pytest.mark.parametrize('mode', APIS)
+@pytest.mark.parametrize('api_name', ENTRY_POINTS)
+def test_an_empty_batch_is_rejected_and_changes_nothing(api_name, mode):
     """nn.BatchNorm turns its running statistics into NaN on an empty batch."""
-    api = APIS[api_name](4)
-    with mx.util.np_shape(True):
-        X = nd.ones((0, C, 5, 5))
-        assert_untouched(api, lambda: api(X), ValueError, ['(0, 3, 5, 5)', 'no values'])
+    with array_api(mode):
+        api = ENTRY_POINTS[api_name](4)
+        with mx.util.np_shape(True):
+            X = ones((0, C, 5, 5))
+            assert_untouched(api, lambda: api(X), ValueError, ['(0, 3, 5, 5)', 'no values'])
 
 
 def call_with(api_name, eps, momentum):
@@ -193,16 +209,18 @@ def test_float16_where_the_synchronized_operators_cannot_take_it_says_so():
            "mxnet.gluon.contrib.nn.SyncBatchNorm" in str(raised.value)
 
 
+@pytest.mark.parametrize('mode', APIS)
 @pytest.mark.parametrize('shape, axis', [((2, C, 4, 4), 5), ((2, C, 4, 4), -5), ((5,), 1)])
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_hybrid_layer_refuses_an_axis_the_input_does_not_have(shape, axis, hybridize):
-    layer = HybridBatchNorm(axis=axis, in_channels=C if len(shape) > 1 else 0)
-    layer.initialize()
-    if hybridize:
-        layer.hybridize()
-    with pytest.raises(ValueError) as raised:
-        with autograd.record():
-            layer(nd.ones(shape))
+def test_hybrid_layer_refuses_an_axis_the_input_does_not_have(shape, axis, hybridize, mode):
+    with array_api(mode):
+        layer = HybridBatchNorm(axis=axis, in_channels=C if len(shape) > 1 else 0)
+        layer.initialize()
+        if hybridize:
+            layer.hybridize()
+        with pytest.raises(ValueError) as raised:
+            with autograd.record():
+                layer(ones(shape))
     assert f"channel axis {axis} is out of range for a {len(shape)}D input of shape " \
            f"{shape}" in str(raised.value)
 

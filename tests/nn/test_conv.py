@@ -7,6 +7,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 from gluon_bn import FirstConv2D
+from gluon_bn.testing import APIS, array, array_api
 
 
 def reference(x, w, b, dy):
@@ -25,35 +26,42 @@ def reference(x, w, b, dy):
 
 
 def run(layer, x, dy, hybridize):
+    """Forward (training and predicting) and backward; returns y, dx, dweight, dbias, y
+    predicted."""
     if hybridize:
         layer.hybridize(static_alloc=True, static_shape=True)
-    X = nd.array(x)
+    X = array(x, 'float32')
     X.attach_grad()
     with autograd.record():
         Y = layer(X)
-    Y.backward(nd.array(dy))
+    Y.backward(array(dy, 'float32'))
     return [Y.asnumpy(), X.grad.asnumpy(), layer.weight.grad().asnumpy(),
-            layer.bias.grad().asnumpy()]
+            layer.bias.grad().asnumpy(), layer(X).asnumpy()]
 
 
+@pytest.mark.parametrize('api', APIS)
 @pytest.mark.parametrize('shape, channels', [((256, 1, 28, 28), 6),    # LeNet: the fast path
                                              ((19, 1, 9, 12), 4)])     # any other size
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_matches_the_float64_reference_at_least_as_closely_as_nn_conv2d(shape, channels,
-                                                                         hybridize):
+                                                                         hybridize, api):
+    """In either array API; hybridized, it predicts with nn.Conv2D's own graph
+    (gluon_bn.nn.graphs)."""
     rng = np.random.default_rng(1)
     x = rng.normal(1, 2, size=shape).astype(np.float32)
     w = rng.normal(size=(channels, 1, 5, 5)).astype(np.float32)
     b = rng.normal(size=channels).astype(np.float32)
     dy = rng.normal(size=(shape[0], channels, shape[2] - 4, shape[3] - 4)).astype(np.float32)
     results = []
-    for layer in (FirstConv2D(channels), nn.Conv2D(channels, 5, in_channels=1)):
-        layer.initialize()
-        layer.weight.set_data(nd.array(w))
-        layer.bias.set_data(nd.array(b))
-        results.append(run(layer, x, dy, hybridize))
+    with array_api(api):
+        for layer in (FirstConv2D(channels), nn.Conv2D(channels, 5, in_channels=1)):
+            layer.initialize()
+            layer.weight.set_data(array(w, 'float32'))
+            layer.bias.set_data(array(b, 'float32'))
+            results.append(run(layer, x, dy, hybridize))
     exact = reference(*(a.astype(np.float64) for a in (x, w, b, dy)))
-    names = ['y', 'dx', 'dweight', 'dbias']
+    exact = (*exact, exact[0])   # the prediction: the same convolution
+    names = ['y', 'dx', 'dweight', 'dbias', 'y predicted']
     for name, ours, theirs, truth in zip(names, *results, exact):
         scale = np.abs(truth).max()
         ours_error = np.abs(ours - truth).max() / scale

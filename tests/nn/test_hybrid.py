@@ -9,6 +9,7 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 from gluon_bn import BatchNorm, HybridBatchNorm, lenet_bn, reference
+from gluon_bn.nn import graphs
 
 # Two float32 implementations of the same math, on small inputs: they differ by rounding, which
 # stays below 1e-5 relative to each quantity's size here (measured: 4e-7).
@@ -289,25 +290,36 @@ def test_a_seeded_run_draws_the_same_random_numbers_as_with_nn_batchnorm():
     np.testing.assert_array_equal(draws[0], draws[1])
 
 
+def graph_for_both_modes(layer, x):
+    """The layer's graph that reads the mode as it runs (gluon_bn.nn.graphs: what
+    export(..., training=True) writes), as a block of its own over the layer's parameters."""
+    layer.hybridize()
+    with autograd.record():
+        layer(x)
+    symbol = graphs.graph(layer, training=True)
+    return gluon.SymbolBlock(symbol, mx.sym.var('data'), params=layer.collect_params())
+
+
+@pytest.mark.filterwarnings('ignore:Cannot decide type')   # a SymbolBlock over a graph
 @pytest.mark.parametrize('mean, var', [(0.0, 0.0), (3e6, 1e-30), (-1e30, 1e30), (-0.0, 1.0)])
 def test_the_graphs_mode_probe_holds_for_any_running_statistics(mean, var):
-    """Hybridized, the mode comes from a BatchNorm probe on the running statistics; it must
-    say the mode whatever they are, and leave every bit of them as it was."""
+    """In a graph that serves both modes, the mode comes from a BatchNorm probe on the running
+    statistics; it must say the mode whatever they are, and leave every bit of them as it
+    was."""
     x = nd.array(np.random.default_rng(2).normal(size=(6, 3)))
     outputs = []
-    for hybridize in (False, True):   # imperatively the mode is known, not probed
+    for in_graph in (False, True):   # imperatively the mode is known, not probed
         layer = HybridBatchNorm(in_channels=3, momentum=1.0)   # statistics stay as set
         layer.initialize()
+        run = graph_for_both_modes(layer, x) if in_graph else layer
         layer.running_mean.set_data(nd.full(3, mean))
         layer.running_var.set_data(nd.full(3, var))
-        if hybridize:
-            layer.hybridize()
         with autograd.record():
-            training = layer(x).asnumpy()
-        outputs.append((training, layer(x).asnumpy(), layer.running_mean.data().asnumpy(),
+            training = run(x).asnumpy()
+        outputs.append((training, run(x).asnumpy(), layer.running_mean.data().asnumpy(),
                         layer.running_var.data().asnumpy()))
-    imperative, hybridized = outputs
-    for ours, theirs in zip(hybridized, imperative):
+    imperative, probed = outputs
+    for ours, theirs in zip(probed, imperative):
         np.testing.assert_array_equal(ours, theirs)
     # With use_global_stats the layer itself writes no statistic: every bit left is the probe's.
     frozen = HybridBatchNorm(in_channels=3, use_global_stats=True)

@@ -15,7 +15,7 @@ from mxnet.gluon import contrib, nn
 
 from gluon_bn import SyncBatchNorm, lenet_bn, run_on_devices
 from gluon_bn.nn import sync
-from gluon_bn.testing import FIELDS, make_case, max_errors, reference_result, run_split, \
+from gluon_bn.testing import APIS, FIELDS, make_case, max_errors, reference_result, run_split, \
     term_magnitudes
 from gluon_bn.train.loop import split
 
@@ -26,11 +26,11 @@ OUR_BOUND = 8   # unit roundoffs of each field's terms, as in test_regression
 
 
 @functools.lru_cache(maxsize=None)
-def measured(shape_id, dtype, num_devices, drive='joint', layer='ours'):
+def measured(shape_id, dtype, num_devices, drive='joint', layer='ours', api='nd'):
     case = make_case(SHAPES[shape_id], dtype)
     make = OURS if layer == 'ours' else CONTRIB
     result = run_split(functools.partial(make, num_devices=num_devices), case,
-                       DEVICES[num_devices], drive)
+                       DEVICES[num_devices], drive, api)
     truth = reference_result(case)
     unit = np.finfo(dtype).eps / 2
     scale = {k: unit * v for k, v in term_magnitudes(case, truth).items()}
@@ -52,11 +52,13 @@ def in_units(result, truth, scale):
     return {k: errors[k] / scale[k] for k in FIELDS}
 
 
+@pytest.mark.parametrize('api', APIS)
 @pytest.mark.parametrize('num_devices', DEVICES)
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 @pytest.mark.parametrize('shape_id', SHAPES)
-def test_matches_reference_on_the_whole_batch(shape_id, dtype, num_devices):
-    result, truth, scale = measured(shape_id, dtype, num_devices)
+def test_matches_reference_on_the_whole_batch(shape_id, dtype, num_devices, api):
+    """In either array API (npx.set_np() reaches the devices' threads)."""
+    result, truth, scale = measured(shape_id, dtype, num_devices, api=api)
     units = in_units(result, truth, scale)
     too_far = {k: round(v, 2) for k, v in units.items() if v > OUR_BOUND}
     assert not too_far, f"errors in unit roundoffs, bound {OUR_BOUND}: {too_far}"

@@ -1,4 +1,5 @@
-"""Every from-scratch path against the NumPy reference and against mxnet.gluon.nn.BatchNorm.
+"""Every from-scratch path against the NumPy reference and against mxnet.gluon.nn.BatchNorm, in
+MXNet's legacy API and in its NumPy API (npx.set_np()).
 
 Each case trains for three steps (forward, then backward with a given head gradient), then
 predicts on a fresh batch and on a single sample; `gluon_bn.testing` drives all implementations
@@ -11,7 +12,7 @@ import functools
 import numpy as np
 import pytest
 
-from gluon_bn.testing import (ADAPTERS, FIELDS, GluonBatchNorm, make_case, max_errors,
+from gluon_bn.testing import (ADAPTERS, APIS, FIELDS, GluonBatchNorm, make_case, max_errors,
                               reference_result, run, term_magnitudes)
 
 SHAPES = {
@@ -22,8 +23,9 @@ SHAPES = {
 }
 SETTINGS = {'default': (1e-5, 0.9), 'eps1e-3-momentum0.8': (1e-3, 0.8)}
 # The numerics: one path per computation, every shape, dtype and setting. The other paths run
-# the same computations through other plumbing (parameter shapes, autograd, a graph or not).
-KERNELS = {'operator': 'HybridBatchNorm hybridized',    # gluon_bn's C++ operator
+# the same computations through other plumbing (parameter shapes, autograd, a graph or not; a
+# hybridized layer predicts with MXNet's own operator: gluon_bn.nn.graphs).
+KERNELS = {'operator': 'HybridBatchNorm',               # gluon_bn's C++ operator
            'textbook': 'batch_norm',                     # the book's formulas, under autograd
            'tutorial': 'batch_norm2D(fast=False)'}       # the older tutorial's formulas
 OPERATOR_PATHS = ('BatchNorm', 'HybridBatchNorm', 'HybridBatchNorm hybridized', 'batch_norm2D')
@@ -62,10 +64,10 @@ def in_units(errors, scale):
     return {k: errors[k] / scale[k] for k in FIELDS}
 
 
-def check_path(path, shape_id, dtype, setting_id='default'):
+def check_path(path, shape_id, dtype, setting_id='default', api='nd'):
     """One run of `path`: within OUR_BOUND of the reference, and no worse than nn.BatchNorm."""
     case, truth, scale, builtin_errors = measured(shape_id, dtype, setting_id)
-    ours = in_units(max_errors(run(ADAPTERS[path], case), truth), scale)
+    ours = in_units(max_errors(run(ADAPTERS[path], case, api=api), truth), scale)
     too_far = {k: round(v, 2) for k, v in ours.items() if v > OUR_BOUND}
     assert not too_far, f"{path} errors in unit roundoffs, bound {OUR_BOUND}: {too_far}"
     builtin = in_units(builtin_errors, scale)
@@ -74,20 +76,23 @@ def check_path(path, shape_id, dtype, setting_id='default'):
     assert not worse, f"{path} worse than nn.BatchNorm, (ours, builtin) in unit roundoffs: {worse}"
 
 
+@pytest.mark.parametrize('api', APIS)
 @pytest.mark.parametrize('shape_id', SHAPES)
 @pytest.mark.parametrize('kernel, dtype', [(kernel, dtype) for kernel, path in KERNELS.items()
                                            for dtype in DTYPES[path]])
-def test_each_computation_on_every_shape(kernel, dtype, shape_id):
-    check_path(KERNELS[kernel], shape_id, dtype)
+def test_each_computation_on_every_shape(kernel, dtype, shape_id, api):
+    check_path(KERNELS[kernel], shape_id, dtype, api=api)
 
 
+@pytest.mark.parametrize('api', APIS)
 @pytest.mark.parametrize('setting_id', SETTINGS)
 @pytest.mark.parametrize('shape_id', PLUMBING_SHAPES)
 @pytest.mark.parametrize('path, dtype', [(path, dtype) for path in OURS
                                          for dtype in DTYPES[path]])
-def test_every_path(path, dtype, shape_id, setting_id):
-    """Every path, with both settings: eps and momentum reach the computation through it."""
-    check_path(path, shape_id, dtype, setting_id)
+def test_every_path(path, dtype, shape_id, setting_id, api):
+    """Every path, with both settings and in both APIs: eps and momentum reach the computation
+    through it."""
+    check_path(path, shape_id, dtype, setting_id, api)
 
 
 # nn.BatchNorm itself, so that the suite's picture of it stays true: statistics updated with the

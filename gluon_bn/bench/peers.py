@@ -42,6 +42,7 @@ from ..nn import BatchNorm, HybridBatchNorm
 from ..train import Recipe, Run, engine
 from ..train.data import load_arrays
 from ..utils.errors import Error
+from . import predict
 from .bn import bn_step
 from .timing import Local, interleaved
 
@@ -50,6 +51,7 @@ PEERS_PYTHON = os.path.join(ROOT, '.venv-peers', 'bin', 'python')
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'torch_peer.py')
 SHAPES = [(256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84)]
 TORCH = {'torch BatchNorm': 'builtin', 'torch book BN': 'book'}
+SETTLE_S = 0.1   # after each of PyTorch's rounds, before the next contender's
 
 
 class PeerError(Error, RuntimeError):
@@ -89,16 +91,20 @@ class TorchPeer:
 
 
 class Remote:
-    """A batch-norm contender in the PyTorch worker."""
+    """A contender in the PyTorch worker: a batch-norm layer's forward and backward, or BN-LeNet
+    predicting (predict=True)."""
 
-    def __init__(self, peer, bn, shape):
-        self.peer, self.spec = peer, {'bn': bn, 'shape': list(shape)}
+    def __init__(self, peer, bn, shape, predict=False):
+        self.peer, self.spec = peer, {'bn': bn, 'shape': list(shape), 'predict': predict}
 
     def warm(self):
         self.peer.ask(cmd='warm', **self.spec)
 
     def round(self, reps):
-        return self.peer.ask(cmd='round', reps=reps, **self.spec)['ms']
+        ms = self.peer.ask(cmd='round', reps=reps, **self.spec)['ms']
+        # PyTorch's OpenMP threads spin a while after its work: not on the next contender's time
+        time.sleep(SETTLE_S)
+        return ms
 
 
 # ---- batch norm alone --------------------------------------------------------------------------
@@ -213,8 +219,10 @@ def torch_python(given=None):
 
 
 def bench(rounds=7, epochs=3, skip_epochs=False, python='none', train_size=None,
-          data_dir=None):
-    """Both tables, PyTorch included unless `python` is 'none'. PeerError if its worker fails."""
+          data_dir=None, skip_networks=False):
+    """The tables, PyTorch included unless `python` is 'none': batch norm alone, whole networks
+    predicting and taking training steps (unless skip_networks), BN-LeNet epochs (unless
+    skip_epochs). PeerError if PyTorch's worker fails."""
     # Before any MXNet operator runs: the engine and threads the training command would use.
     synchronous = engine.default_settings([mx.cpu()])
     threads = engine.processors() if synchronous else engine.mxnet_threads()
@@ -243,6 +251,12 @@ def bench(rounds=7, epochs=3, skip_epochs=False, python='none', train_size=None,
               + (f"; PyTorch {peer.hello['torch']}: {peer.hello['threads']} thread(s)" if peer
                  else ''), flush=True)
         bench_batch_norm(rounds, peer)
+        if not skip_networks:
+            print()
+            predict.bench_prediction(rounds, peer, lambda shape: Remote(peer, 'builtin', shape,
+                                                                        predict=True))
+            print()
+            predict.bench_training_steps(rounds)
         if not skip_epochs:
             print()
             bench_epochs(epochs, peer, arrays)

@@ -1,5 +1,7 @@
 """Timing contenders fairly: they take turns, round by round, so that a drift of the machine's
-speed hits them alike, and each figure is the median of its rounds."""
+speed hits them alike, each round starting with the next contender, so that none always
+follows the same one (another process's threads still spinning, a cache it filled), and each
+figure is the median of its rounds."""
 import statistics
 import time
 
@@ -17,7 +19,11 @@ class Local:
         self.sync()
 
     def round(self, reps):
+        """Milliseconds per call over `reps` calls, after one untimed call that wakes the
+        threads an idle moment put to sleep."""
         reps = self.reps or reps
+        self.step()
+        self.sync()
         start = time.perf_counter()
         for _ in range(reps):
             self.step()
@@ -30,8 +36,9 @@ def interleaved(contenders, rounds, reps):
     round(reps)), the contenders taking turns for `rounds` rounds of `reps` calls."""
     for contender in contenders.values():
         contender.warm()
-    times = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, contender in contenders.items():
-            times[name].append(contender.round(reps))
+    names = list(contenders)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(contenders[name].round(reps))
     return {name: statistics.median(t) for name, t in times.items()}

@@ -12,6 +12,8 @@ Protocol: one JSON object per line on stdin, one JSON answer per line on stdout.
   {"cmd": "hello"}                               -> {"torch": version, "threads": n}
   {"cmd": "warm", "bn": B, "shape": [...]}       -> {}  (B: "builtin" or "book")
   {"cmd": "round", "bn": B, "shape": [...], "reps": n} -> {"ms": per call}
+  (with "predict": true, warm and round time BN-LeNet's prediction, eval() and no_grad(), on a
+  batch of that shape instead of one batch-norm layer's forward and backward)
   {"cmd": "epoch", "bn": B}                      -> {"seconds": s, "test_acc": a}
 An error comes back as {"error": text}.
 """
@@ -78,23 +80,41 @@ class BatchNormStep:
         self.layer(self.X).backward(self.dy)
 
 
+def lenet(bn):
+    """The book port's BN-LeNet (seed 001's network, max-pooling), Xavier-uniform weights."""
+    norm = [batch_norm_layer(bn, c, d) for c, d in ((6, 4), (16, 4), (120, 2), (84, 2))]
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), norm[0], nn.Sigmoid(),
+        nn.MaxPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), norm[1], nn.Sigmoid(),
+        nn.MaxPool2d(kernel_size=2, stride=2), nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120), norm[2], nn.Sigmoid(),
+        nn.Linear(120, 84), norm[3], nn.Sigmoid(), nn.Linear(84, 10))
+    for m in net.modules():   # the port's init_weights
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+    return net
+
+
+class PredictStep:
+    """BN-LeNet predicting a fixed random batch, as PyTorch predicts: eval() and no_grad()."""
+
+    def __init__(self, bn, shape):
+        self.net = lenet(bn).eval()
+        self.X = torch.randn(shape)
+
+    def __call__(self):
+        with torch.no_grad():
+            self.net(self.X)
+
+
 class LeNetRun:
-    """The book port's BN-LeNet (seed 001's network, max-pooling), trained with SGD at lr 1.0,
-    batch 256, on data preloaded as tensors, one epoch (train, then test) per call."""
+    """The book port's BN-LeNet trained with SGD at lr 1.0, batch 256, on data preloaded as
+    tensors, one epoch (train, then test) per call."""
 
     def __init__(self, bn, data, seed=0):
         torch.manual_seed(seed)
-        norm = [batch_norm_layer(bn, c, d) for c, d in ((6, 4), (16, 4), (120, 2), (84, 2))]
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5), norm[0], nn.Sigmoid(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(6, 16, kernel_size=5), norm[1], nn.Sigmoid(),
-            nn.MaxPool2d(kernel_size=2, stride=2), nn.Flatten(),
-            nn.Linear(16 * 4 * 4, 120), norm[2], nn.Sigmoid(),
-            nn.Linear(120, 84), norm[3], nn.Sigmoid(), nn.Linear(84, 10))
-        for m in self.net.modules():   # the port's init_weights
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.xavier_uniform_(m.weight)
+        self.net = lenet(bn)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR)
         self.loss = nn.CrossEntropyLoss()
         images = lambda x: torch.from_numpy(x[:, None].astype(np.float32) / 255)  # noqa: E731
@@ -129,11 +149,12 @@ def serve(data_path, lines, answer):
             if cmd == 'hello':
                 answer({'torch': torch.__version__, 'threads': torch.get_num_threads()})
             elif cmd in ('warm', 'round'):
-                key = (request['bn'], tuple(request['shape']))
+                key = (request.get('predict', False), request['bn'], tuple(request['shape']))
                 if key not in steps:
-                    steps[key] = BatchNormStep(*key)
+                    steps[key] = (PredictStep if key[0] else BatchNormStep)(*key[1:])
                 step = steps[key]
                 reps = request.get('reps', 3)
+                step()   # untimed: wakes the threads, as the MXNet contenders do
                 start = time.perf_counter()
                 for _ in range(reps):
                     step()

@@ -46,8 +46,9 @@ def run_bench_epoch(args):
     epoch.bench(args.bn, args.epochs, args.data_dir)
 
 
-BENCH_PEERS = """gluon_bn against its peers in one run: batch norm alone, then BN-LeNet epochs,
-against MXNet's nn.BatchNorm and PyTorch (set up by `make peers` in .venv-peers).
+BENCH_PEERS = """gluon_bn against its peers in one run: batch norm alone, whole networks predicting
+and taking training steps (BN-LeNet, GluonCV's cifar_resnet20_v1), then BN-LeNet epochs, against
+MXNet's nn.BatchNorm and PyTorch (set up by `make peers` in .venv-peers).
 
 Contenders take turns, round by round (epoch by epoch), and each ratio compares two medians of
 this run. PyTorch's threads spin while they wait: measure on a quiet machine (the run checks the
@@ -59,7 +60,9 @@ def bench_peers_arguments(p):
     p.add_argument('--rounds', type=options.positive(int), default=7,
                    help='timing rounds per batch-norm contender (default 7)')
     options.add_epochs(p, 3, help='epochs per BN-LeNet contender (default 3)')
-    p.add_argument('--skip-epochs', action='store_true', help='time batch norm alone only')
+    p.add_argument('--skip-epochs', action='store_true', help='leave out BN-LeNet epochs')
+    p.add_argument('--skip-networks', action='store_true',
+                   help='leave out whole networks predicting and taking training steps')
     p.add_argument('--torch-python', metavar='PY', default=None,
                    help=f'a Python with torch installed (default: {PEERS_PYTHON} if it '
                         f'exists); "none" leaves PyTorch out')
@@ -74,7 +77,7 @@ def run_bench_peers(args):
     if python != 'none' and not os.path.exists(python):
         raise UsageError(f"--torch-python: {python} does not exist")
     peers.bench(args.rounds, args.epochs, args.skip_epochs, python, args.train_size,
-                args.data_dir)
+                args.data_dir, args.skip_networks)
 
 
 ACCURACY = """Print the largest errors of every batch-norm path against the reference, per LeNet

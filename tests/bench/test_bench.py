@@ -31,6 +31,18 @@ def test_bench_peers_runs_without_pytorch_and_prints_its_tables():
     for name in ('gluon_bn hybrid', 'gluon_bn scratch', 'gluon_bn gluon'):
         seconds, accuracy = map(float, row(ran.stdout, name).split()[2:4])
         assert seconds > 0 and 0 <= accuracy <= 1
+    predicting = [line.split() for line in ran.stdout.split('Prediction, ms per batch')[1]
+                  .split('\n\n')[0].splitlines()[2:]]
+    assert [(r[0], r[1], r[2]) for r in predicting] == [
+        (network, memory, batch) for network in ('BN-LeNet', 'cifar_resnet20_v1')
+        for memory in ('plain', 'static') for batch in ('1', '32', '128')]
+    for r in predicting:   # nn.BatchNorm, gluon_bn, and the ratio of the two
+        builtin, ours, ratio = map(float, r[3:6])
+        assert ratio == pytest.approx(ours / builtin, abs=0.01)
+    steps = ran.stdout.split('Training steps, ms per step')[1].split('\n\n')[0].splitlines()[2:]
+    assert [line.split()[:2] for line in steps] == [['BN-LeNet', '256'],
+                                                    ['cifar_resnet20_v1', '32'],
+                                                    ['cifar_resnet20_v1', '128']]
 
 
 def test_bench_peers_names_a_pytorch_worker_that_fails(tmp_path, cli):

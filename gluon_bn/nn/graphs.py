@@ -76,8 +76,10 @@ def _switch(block, mode):
 
 def _call_cached_op(original):
     def call(self, *args):
-        mode = current_mode()
         graphs = self.__dict__.get('_gluon_bn_graphs')
+        if graphs is None and self._cached_op is not None:   # no gluon_bn layer: as Gluon does
+            return original(self, *args)
+        mode = current_mode()
         if graphs is not None and graphs['mode'] != mode:
             _switch(self, mode)
         if self._cached_op is not None:

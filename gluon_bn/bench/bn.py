@@ -13,7 +13,7 @@ from mxnet.gluon import nn
 from ..nn import BatchNorm, HybridBatchNorm
 from ..train import Recipe
 from ..train.recipe import build
-from .timing import Local, interleaved
+from .timing import interleaved, mxnet_contender
 
 SHAPES = [(256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84), (32, 128, 28, 28)]
 STEPS_PER_EPOCH = 235   # ceil(60000 / 256)
@@ -50,11 +50,6 @@ def lenet_step(bn):
     return step
 
 
-def timed(step, reps=None):
-    """A contender that waits for MXNet after each round."""
-    return Local(step, nd.waitall, reps)
-
-
 def bench(reps=20, rounds=5):
     """Print both tables: each figure the median of `rounds` rounds of `reps` calls."""
     mx.random.seed(0)
@@ -66,12 +61,12 @@ def bench(reps=20, rounds=5):
         big = shape[0] * C > 256 * 64 and len(shape) == 4
         calls = max(2, reps // 10) if big else reps
         t = interleaved({
-            'textbook': timed(bn_step(BatchNorm(C, num_dims, fast=False), shape, False),
+            'textbook': mxnet_contender(bn_step(BatchNorm(C, num_dims, fast=False), shape, False),
                               max(2, calls // 4)),
-            'fast': timed(bn_step(BatchNorm(C, num_dims), shape, False)),
-            'fused': timed(bn_step(nn.BatchNorm(in_channels=C), shape, False)),
-            'hybrid': timed(bn_step(HybridBatchNorm(in_channels=C), shape, True)),
-            'fused_hyb': timed(bn_step(nn.BatchNorm(in_channels=C), shape, True)),
+            'fast': mxnet_contender(bn_step(BatchNorm(C, num_dims), shape, False)),
+            'fused': mxnet_contender(bn_step(nn.BatchNorm(in_channels=C), shape, False)),
+            'hybrid': mxnet_contender(bn_step(HybridBatchNorm(in_channels=C), shape, True)),
+            'fused_hyb': mxnet_contender(bn_step(nn.BatchNorm(in_channels=C), shape, True)),
         }, rounds, calls)
         print(f"{str(shape):18} {t['textbook']:9.2f} {t['fast']:11.2f} {t['fused']:7.2f} "
               f"{t['fast'] / t['fused']:6.2f} {t['hybrid']:12.2f} {t['fused_hyb']:11.2f} "
@@ -79,7 +74,7 @@ def bench(reps=20, rounds=5):
 
     print('\nBN-LeNet training step, batch 256, hybridized')
     print(f"{'bn':10} {'ms/step':>8} {'s/epoch':>8} {'vs gluon':>9}")
-    times = interleaved({bn: timed(lenet_step(bn)) for bn in ('gluon', 'hybrid', 'scratch')},
-                        rounds, reps)
+    steps = {bn: mxnet_contender(lenet_step(bn)) for bn in ('gluon', 'hybrid', 'scratch')}
+    times = interleaved(steps, rounds, reps)
     for bn, ms in times.items():
         print(f"{bn:10} {ms:8.2f} {ms * STEPS_PER_EPOCH / 1000:8.2f} {ms / times['gluon']:9.2f}")

@@ -44,7 +44,7 @@ from ..train.data import load_arrays
 from ..utils.errors import Error
 from . import predict
 from .bn import bn_step
-from .timing import Local, interleaved
+from .timing import Local, interleaved, mxnet_contender
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEERS_PYTHON = os.path.join(ROOT, '.venv-peers', 'bin', 'python')
@@ -109,11 +109,6 @@ class Remote:
 
 # ---- batch norm alone --------------------------------------------------------------------------
 
-def mxnet_bn(layer, shape, hybridize):
-    """The layer's forward + backward step, as gluon_bn.bench.bn times it."""
-    return Local(bn_step(layer, shape, hybridize), nd.waitall)
-
-
 def memory_floor(shape):
     """Four copies of X, as NumPy makes them (into new memory)."""
     src = np.random.standard_normal(shape).astype(np.float32)
@@ -130,11 +125,11 @@ def bench_batch_norm(rounds, peer):
     for shape in SHAPES:
         C, num_dims = shape[1], len(shape)
         reps = 20 if shape == SHAPES[0] else 100
-        contenders = {
-            'gluon_bn scratch': mxnet_bn(BatchNorm(C, num_dims), shape, False),
-            'gluon_bn hybrid': mxnet_bn(HybridBatchNorm(in_channels=C), shape, True),
-            'nn.BatchNorm': mxnet_bn(nn.BatchNorm(in_channels=C), shape, True),
-        }
+        layers = {'gluon_bn scratch': (BatchNorm(C, num_dims), False),
+                  'gluon_bn hybrid': (HybridBatchNorm(in_channels=C), True),
+                  'nn.BatchNorm': (nn.BatchNorm(in_channels=C), True)}   # layer, hybridized
+        contenders = {name: mxnet_contender(bn_step(layer, shape, hybridize))
+                      for name, (layer, hybridize) in layers.items()}
         if peer:
             contenders.update({name: Remote(peer, bn, shape) for name, bn in TORCH.items()})
         contenders['floor (4 copies)'] = memory_floor(shape)

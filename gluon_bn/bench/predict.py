@@ -14,7 +14,7 @@ from mxnet.gluon import nn
 
 from ..nn import HybridBatchNorm
 from ..train.models import lenet_bn
-from .timing import Local, interleaved
+from .timing import Local, interleaved, mxnet_contender
 
 ROUND_S = 0.03   # calls per round: about this many seconds of them
 
@@ -47,7 +47,7 @@ def batch(name, size):
 
 def predicting(name, layer, static, size):
     net, X = network(name, layer, static), batch(name, size)
-    return Local(lambda: net(X), nd.waitall)
+    return mxnet_contender(lambda: net(X))
 
 
 def training(name, layer, size):
@@ -60,12 +60,11 @@ def training(name, layer, size):
             loss = net(X).mean()
         loss.backward()
         trainer.step(size)
-    return Local(step, nd.waitall)
+    return mxnet_contender(step)
 
 
 def calls_per_round(contender):
-    """How many calls take about ROUND_S, from one timed call after the warm-up."""
-    contender.warm()
+    """How many calls of a warmed contender take about ROUND_S, from one timed call."""
     start = time.perf_counter()
     contender.step()
     contender.sync()
@@ -73,9 +72,12 @@ def calls_per_round(contender):
 
 
 def timed(contenders, rounds):
-    """Median milliseconds per call, the contenders in turns, each round about ROUND_S."""
+    """Median milliseconds per call, the contenders in turns, each round about ROUND_S (of the
+    slowest of this process's contenders), each warmed up once."""
+    for contender in contenders.values():
+        contender.warm()
     slowest = min(calls_per_round(c) for c in contenders.values() if isinstance(c, Local))
-    return interleaved(contenders, rounds, slowest)
+    return interleaved(contenders, rounds, slowest, warmed=True)
 
 
 def bench_prediction(rounds, peer=None, remote=None):

@@ -5,6 +5,8 @@ figure is the median of its rounds."""
 import statistics
 import time
 
+from mxnet import nd
+
 
 class Local:
     """A contender in this process: step() queues one call, sync() waits for what is queued.
@@ -31,10 +33,16 @@ class Local:
         return (time.perf_counter() - start) / reps * 1000
 
 
-def interleaved(contenders, rounds, reps):
+def mxnet_contender(step, reps=None):
+    """A contender whose calls queue MXNet operators: each round waits for all of them."""
+    return Local(step, nd.waitall, reps)
+
+
+def interleaved(contenders, rounds, reps, warmed=False):
     """Median milliseconds per call of each contender (name -> an object with warm() and
-    round(reps)), the contenders taking turns for `rounds` rounds of `reps` calls."""
-    for contender in contenders.values():
+    round(reps)), the contenders taking turns for `rounds` rounds of `reps` calls, after a
+    warm-up (unless they are `warmed` already)."""
+    for contender in contenders.values() if not warmed else ():
         contender.warm()
     names = list(contenders)
     times = {name: [] for name in names}

@@ -24,6 +24,13 @@ def checkout_env(**variables):
     return dict(env, **variables)
 
 
+def without_engine_settings(**variables):
+    """This checkout's environment with none of the engine and thread settings a user may have
+    (gluon_bn.train.engine.USER_SETTINGS), so that gluon_bn chooses them, but for those given."""
+    return {**{name: value for name, value in checkout_env().items()
+               if name not in engine.USER_SETTINGS}, **variables}
+
+
 def command(*args):
     """`gluon-bn ARGS` as a command line: python -m gluon_bn."""
     return [sys.executable, '-m', 'gluon_bn', *map(str, args)]

@@ -78,9 +78,8 @@ class HybridBatchNorm(nn.BatchNorm):
         if self._on_gpu(x):
             # The C++ operator is CPU-only. MXNet's own CUDA kernel tracks the biased variance
             # as the CPU does; cuDNN's (the default) would track the unbiased one.
-            batch_norm = F.npx.batch_norm if ops.is_numpy(x) else F.BatchNorm
-            return batch_norm(x, gamma, beta, running_mean, running_var, name='fwd',
-                              cudnn_off=True, **self._kwargs)
+            return ops.mxnet_batch_norm(F, x, gamma, beta, running_mean, running_var,
+                                        name='fwd', cudnn_off=True, **self._kwargs)
         if F is not nd and graphs.tracing() == graphs.PREDICT:   # nn.BatchNorm's own graph
             return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
         return ops.batch_norm(F, x, gamma, beta, running_mean, running_var, name='fwd',

@@ -252,9 +252,9 @@ class SyncBatchNorm(contrib.nn.SyncBatchNorm):
         batch_stats = autograd.is_training() and not k['use_global_stats']
         if self.num_devices == 1 and F is not nd and graphs.tracing() == graphs.PREDICT:
             # MXNet's own BatchNorm, as nn.BatchNorm's graph predicts (gluon_bn.nn.graphs)
-            batch_norm = F.npx.batch_norm if ops.is_numpy(x) else F.BatchNorm
-            return batch_norm(x, gamma, beta, running_mean, running_var, name='fwd',
-                              use_global_stats=k['use_global_stats'], **settings)
+            return ops.mxnet_batch_norm(F, x, gamma, beta, running_mean, running_var,
+                                        name='fwd', use_global_stats=k['use_global_stats'],
+                                        **settings)
         if self.num_devices == 1 or (F is nd and not batch_stats):
             return ops.batch_norm(F, x, gamma, beta, running_mean, running_var, name='fwd',
                                   use_global_stats=k['use_global_stats'], **settings)

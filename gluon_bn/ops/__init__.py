@@ -10,8 +10,8 @@ exported models, and MXNet gives it plain-layout inputs.
 from .library import (BuildError, FLAGS, build, cache_dir, compiler, intact, library_path,
                       load)
 from .operators import (PROBE_ROW, array_api, batch_norm, combine, conv, is_numpy, mode_flag,
-                        moments, normalize)
+                        moments, mxnet_batch_norm, normalize)
 
 __all__ = ['BuildError', 'FLAGS', 'PROBE_ROW', 'array_api', 'batch_norm', 'build', 'cache_dir',
            'combine', 'compiler', 'conv', 'intact', 'is_numpy', 'library_path', 'load',
-           'mode_flag', 'moments', 'normalize']
+           'mode_flag', 'moments', 'mxnet_batch_norm', 'normalize']

@@ -20,6 +20,12 @@ def is_numpy(array):
     return isinstance(array, (mx_np.ndarray, NumpySymbol))
 
 
+def mxnet_batch_norm(F, x, *args, **kwargs):
+    """MXNet's own BatchNorm operator, in the API of the data x (as nn.BatchNorm's graph calls
+    it): where gluon_bn's operator is not the one to run."""
+    return (F.npx.batch_norm if is_numpy(x) else F.BatchNorm)(x, *args, **kwargs)
+
+
 def array_api(call):
     """Lets an entry point take the arrays (and symbols) of MXNet's NumPy API as well as legacy
     ones. mx.library.load offers library operators in mx.nd and mx.sym only, and legacy operators

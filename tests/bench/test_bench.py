@@ -5,8 +5,7 @@ import re
 import pytest
 
 from gluon_bn.book import rerun
-from gluon_bn.train.engine import USER_SETTINGS
-from tests.helpers import checkout_env, gluon_bn
+from tests.helpers import gluon_bn, without_engine_settings
 
 pytestmark = pytest.mark.real_data
 
@@ -19,9 +18,8 @@ def row(stdout, start):
 def test_bench_peers_runs_without_pytorch_and_prints_its_tables():
     """In a process of its own, with none of the user's engine settings: the one that chooses
     the training command's engine and checks the cores first."""
-    env = {k: v for k, v in checkout_env().items() if k not in USER_SETTINGS}
     ran = gluon_bn('bench-peers', '--torch-python', 'none', '--rounds', '1', '--epochs', '1',
-                   '--train-size', '512', env=env)
+                   '--train-size', '512', env=without_engine_settings())
     assert ran.returncode == 0, ran.stderr
     assert 'PyTorch: not measured' in ran.stdout
     assert 'synchronous engine' in ran.stdout and 'as fast as one here' in ran.stdout

@@ -8,21 +8,13 @@ import textwrap
 import pytest
 
 from gluon_bn.train import engine
-from gluon_bn.train.engine import USER_SETTINGS
-from tests.helpers import checkout_env, gluon_bn
-
-
-def unset_env(**env):
-    """This checkout's environment with none of the engine and thread settings a user may
-    have, but for those in env."""
-    return {**{name: value for name, value in checkout_env().items()
-               if name not in USER_SETTINGS}, **env}
+from tests.helpers import gluon_bn, without_engine_settings
 
 
 def python(code, **env):
     """code run in a fresh interpreter (MXNet's engine starts once per process)."""
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=300, env=unset_env(**env))
+                          text=True, timeout=300, env=without_engine_settings(**env))
 
 
 @pytest.mark.slow
@@ -84,7 +76,7 @@ def test_the_training_command_trains_on_the_synchronous_engine_quietly():
     """What `make train` runs: MXNet's synchronous engine (nothing in the environment says
     otherwise), the d2lzh lines, and no line of MXNet's about the engine."""
     ran = gluon_bn('train', '--bn', 'hybrid', '--epochs', '1', '--train-size', '1024', '--ctx',
-                   'cpu', env=unset_env())
+                   'cpu', env=without_engine_settings())
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[0] == 'training on cpu(0)'
     assert ran.stdout.splitlines()[1].startswith('epoch 1, loss')

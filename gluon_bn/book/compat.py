@@ -1,7 +1,9 @@
-"""Run d2lzh's own code offline, changing nothing else.
+"""Run the books' own code offline, changing nothing else.
 
-The book reads Fashion-MNIST through Gluon's `FashionMNIST` dataset, directly (the chapters on
-the data set and on AlexNet) or through `d2lzh.load_data_fashion_mnist`. That class checks the
+Both editions read Fashion-MNIST through Gluon's `FashionMNIST` dataset, directly (the chapters
+on the data set and on AlexNet), through their packages' `load_data_fashion_mnist`, or through
+the English book's `d2l.FashionMNIST` class, with the default `root` (under ~/.mxnet) or their
+own. That class checks the
 SHA-1 of the *gzip* files, rejects copies compressed by another tool (Debian's) and then tries
 to download, creating its `root` folder first. Installed, this module makes `FashionMNIST` read
 the local files that gluon_bn.train.data verifies, whatever `root` the caller passes, without
@@ -18,8 +20,6 @@ function, IPython 9 removed it.
 import contextlib
 import os
 
-import d2lzh
-import d2lzh.utils
 import mxnet as mx
 from mxnet.gluon.data.vision import datasets
 from mxnet.util import is_np_array
@@ -65,10 +65,9 @@ def _set_matplotlib_formats(*formats, **kwargs):
     set_matplotlib_formats(*formats, **kwargs)
 
 
-def install(data_dir=None, ctx=None):
-    """Make Gluon's FashionMNIST (and so d2lzh's loader) read local files, give IPython 9 back
-    `set_matplotlib_formats`, and, if `ctx` is given, make d2lzh.try_gpu() return it; until
-    uninstall()."""
+def install(data_dir=None):
+    """Make Gluon's FashionMNIST (and so the books' loaders) read local files and give IPython 9
+    back `set_matplotlib_formats`; until uninstall()."""
     if _patches:
         raise RuntimeError("gluon_bn.book.compat is installed already; uninstall() it first")
     init, get_data = _offline_fashion_mnist(data_dir)
@@ -77,9 +76,6 @@ def install(data_dir=None, ctx=None):
     from IPython import display
     if not hasattr(display, 'set_matplotlib_formats'):
         _patches.set(display, 'set_matplotlib_formats', _set_matplotlib_formats)
-    if ctx is not None:
-        for module in (d2lzh, d2lzh.utils):
-            _patches.set(module, 'try_gpu', lambda: ctx)
 
 
 def uninstall():
@@ -88,9 +84,9 @@ def uninstall():
 
 
 @contextlib.contextmanager
-def offline(data_dir=None, ctx=None):
+def offline(data_dir=None):
     """install() for the duration of a with-block."""
-    install(data_dir, ctx)
+    install(data_dir)
     try:
         yield
     finally:

@@ -4,34 +4,46 @@ import os
 from . import options
 from .command import UsageError
 
-RUN_CHAPTER = """Rerun d2lzh chapters as published, offline, each in a Jupyter kernel of its own.
+RUN_CHAPTER = """Rerun the book's chapters as published, offline, each in a kernel of its own.
 
   gluon-bn run-chapter chapter_convolutional-neural-networks/batch-norm.md
-  gluon-bn run-chapter ../shared/d2l-zh-v1 --epochs 1 --max-batches 3 --gpus-on-cpu 2
+  gluon-bn run-chapter ../shared/d2l-zh-v1 ../shared/d2l-zh-v2 --epochs 1 --max-batches 3
+  gluon-bn run-chapter ../shared/d2l-zh-v2 --bn-layer both
 
 A chapter is the book's markdown source (code in fences opened by ```{.python .input}) or a
-Jupyter notebook; a folder stands for every chapter in it. Each chapter runs cell by cell in a
-fresh IPython kernel, in its own folder, as Jupyter runs it: magics, `!commands` and the display
-of a cell's last value are IPython's. Fashion-MNIST comes from local, verified files, whichever
+Jupyter notebook, of either edition (d2lzh, or d2l in NumPy mode); a folder stands for every
+chapter in it. Only the MXNet tab runs: cells with no tab marker, `#@tab all`, and tab lists
+naming mxnet, as d2lbook reads them. A chapter below a folder holding the book's own d2l/ or
+d2lzh/ package runs with it. Each chapter runs cell by cell in a fresh IPython kernel, in its
+own folder, as Jupyter runs it: magics, `!commands` and the display of a cell's last value are
+IPython's. Fashion-MNIST comes from local, verified files, whichever
 way the chapter asks for it. What the options change is announced once, and again in each cell
 where it takes effect. A `!command` whose program is not installed here, or a magic IPython does
 not know, is skipped with a notice naming the line.
 
 At the end a table gives each chapter's result (passed, or the cell that failed and why), the
-lines skipped, the figures saved and the seconds taken; the exit status is 1 if any failed."""
+last test accuracy it printed, the lines skipped, the figures saved and the seconds taken (with
+--bn-layer both, the second run's beside them); the exit status is 1 if any failed."""
 
 
 def run_chapter_arguments(p):
     p.add_argument('paths', nargs='+', metavar='PATH',
                    help='chapters (.md, .ipynb) or folders of them')
     p.add_argument('--epochs', type=options.positive(int),
-                   help="train for N epochs: overrides num_epochs and hard-coded epoch loops")
+                   help="train for N epochs: every epoch count a chapter gives, and hard-coded "
+                        "epoch loops")
     p.add_argument('--max-batches', type=options.positive(int), metavar='N',
                    help="every pass over a data loader stops after N batches")
     p.add_argument('--ctx', type=options.context,
                    help="what d2lzh.try_gpu() returns (cpu, gpu:1)")
     p.add_argument('--gpus-on-cpu', type=options.positive(int), metavar='N',
-                   help="mx.gpu(i) is mx.cpu(i) for i < N: GPU chapters on a CPU")
+                   help="gpu(i) is cpu(i) for i < N: GPU chapters on a CPU")
+    p.add_argument('--bn-layer', choices=('mxnet', 'gluon_bn', 'both'), default='mxnet',
+                   help="the layer nn.BatchNorm builds: MXNet's (default), gluon_bn's "
+                        "HybridBatchNorm, or both in turn, side by side in the table")
+    p.add_argument('--exclude', action='append', default=[], metavar='PATTERN',
+                   help="leave out the chapters of a folder whose path in it matches PATTERN "
+                        "(a glob such as '*/contrib/*', or a folder's name); repeatable")
     options.add_data_dir(p)
     p.add_argument('--figures', metavar='DIR',
                    help="where figures are saved (default: figures/ beside the report or "
@@ -48,7 +60,7 @@ def run_run_chapter(args):
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise UsageError(f"--data-dir: {args.data_dir} is not a folder")
     try:
-        found = chapters.find_chapters(args.paths)
+        found = chapters.find_chapters(args.paths, args.exclude)
     except chapters.ChapterError as error:
         raise UsageError(str(error)) from None
     if args.notebook and args.notebook.endswith('.ipynb') and len(found) > 1:
@@ -58,7 +70,7 @@ def run_run_chapter(args):
         beside = args.report or args.notebook
         figures = os.path.join(os.path.dirname(beside) if beside else '', 'figures')
     settings = chapters.Settings(args.epochs, args.max_batches, args.ctx, args.gpus_on_cpu,
-                                 args.data_dir)
+                                 args.data_dir, args.bn_layer)
     return chapters.run_chapters(found, settings, figures, args.notebook, args.report)
 
 

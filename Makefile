@@ -59,8 +59,8 @@ system:
 	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(INSTALLED): requirements.txt requirements-base.txt requirements-onnxruntime.txt pyproject.toml
+$(INSTALLED): requirements.txt requirements-base.txt requirements-no-deps.txt pyproject.toml
 	@[ -x $(BIN)/python ] || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -r requirements-onnxruntime.txt
+	$(BIN)/pip install -q --no-deps -r requirements-no-deps.txt
 	@touch $@

@@ -42,8 +42,9 @@ SUFFIXES = ('.md', '.ipynb')
 TAB = 'mxnet'   # the books' default tab: a code cell with no tab marker is MXNet's
 # The books' own packages: a chapter below a folder holding one runs with it.
 BOOK_PACKAGES = ('d2l', 'd2lzh')
-# What the books print after training: d2lzh "... test acc 0.861, time ...", d2l "test acc 0.878"
-TEST_ACCURACY = re.compile(r'test[ _]acc(?:uracy)?\W{0,3}([01]?\.[0-9]+)')
+# What the books print after training: d2lzh "... test acc 0.861, time ...", d2l "test acc 0.878",
+# the second edition's multi-GPU chapters "测试精度：0.91，..."
+TEST_ACCURACY = re.compile(r'(?:test[ _]acc(?:uracy)?|测试精度)\W{0,3}([01]?\.[0-9]+)')
 RESULT_WIDTH = 60   # the summary table's result column; the report keeps the whole line
 FIGURE_TYPES = {'image/svg+xml': 'svg', 'image/png': 'png', 'image/jpeg': 'jpg'}
 ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')

@@ -577,3 +577,11 @@ def test_the_epochs_hook_sets_every_way_an_epoch_count_is_passed(monkeypatch):
     assert [rerun.is_epoch_count(n) for n in ('num_epochs', 'max_epochs', 'epochs', 'n_epochs',
                                               'epoch', 'num_epoch_steps')] == \
         [True, True, True, True, False, False]
+
+
+def test_the_last_test_accuracy_is_read_as_each_edition_prints_it():
+    printed = ("epoch 1, loss 2.3, train acc 0.100, test acc 0.861, time 3.0 sec\n"   # d2lzh
+               "loss 0.251, train acc 0.907, test acc 0.878\n"                        # d2l
+               "测试精度：0.91，2.3秒/轮，在[cpu(0), cpu(1)]\n")   # d2l, multi-GPU
+    assert chapters.TEST_ACCURACY.findall(printed) == ['0.861', '0.878', '0.91']
+    assert chapters.TEST_ACCURACY.findall("train acc 0.5, lr 0.1") == []

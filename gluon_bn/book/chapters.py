@@ -34,6 +34,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from ..train.devices import parse_context
 from ..utils.errors import Error
 from ..utils.files import write_atomically
 from .rerun import BN_LAYERS, NOTICE_MIME
@@ -200,17 +201,34 @@ def _has_code(path):
 # --- running -------------------------------------------------------------------------------
 
 class _Client(NotebookClient):
-    """nbclient's executor, echoing each output to the console as it arrives."""
+    """nbclient's executor, echoing each output to the console as it arrives. When a cell
+    clears its output (d2l's Animator redraws its figure so), the runner's notices in that cell
+    stay, and the next figure replaces the cleared one's file."""
 
     def __init__(self, nb, run, **kwargs):
         super().__init__(nb, **kwargs)
         self.run = run
+        self.notices = {}   # cell index -> the notice outputs shown in it
 
     def output(self, outs, msg, display_id, cell_index):
+        clearing = self.clear_before_next_output
         out = super().output(outs, msg, display_id, cell_index)
+        if clearing and not self.clear_before_next_output:   # the delayed clear happened
+            self.cleared(outs, cell_index, at=len(outs) - (out is not None))
         if out is not None:
+            if NOTICE_MIME in out.get('data', {}):
+                self.notices.setdefault(cell_index, []).append(out)
             self.run.show(out)
         return out
+
+    def clear_output(self, outs, msg, cell_index):
+        super().clear_output(outs, msg, cell_index)
+        if not msg['content'].get('wait'):
+            self.cleared(outs, cell_index, at=0)
+
+    def cleared(self, outs, cell_index, at):
+        outs[at:at] = self.notices.get(cell_index, [])
+        self.run.figures_in_cell = 0
 
 
 class _Run:
@@ -352,8 +370,9 @@ class _Run:
         content = content.encode() if mime == 'image/svg+xml' else base64.b64decode(content)
         os.makedirs(self.figures_dir, exist_ok=True)
         write_atomically(path, content)
-        self.result.figures.append(path)
-        self.say(f"cell {self.cell}: figure saved to {path}")
+        if path not in self.result.figures:   # else a redrawn figure: the file is its last state
+            self.result.figures.append(path)
+            self.say(f"cell {self.cell}: figure saved to {path}")
 
 
 def kernel_environment(package=None):
@@ -456,7 +475,9 @@ SETTING_NOTES = {
 def rerun_note(path, settings):
     """The saved notebook's first cell: how this copy was run, so that its outputs are read
     for what they are."""
-    changes = [f"- `--{key.replace('_', '-')} {value}`: " + SETTING_NOTES[key].format(value)
+    shown = {'ctx': parse_context(settings.ctx) if settings.ctx else None}
+    changes = [f"- `--{key.replace('_', '-')} {value}`: " +
+               SETTING_NOTES[key].format(shown.get(key, value))
                for key, value in dataclasses.asdict(settings).items()
                if value is not None and not (key == 'bn_layer' and value == 'mxnet')]
     text = (f"*Rerun by `gluon-bn run-chapter` from `{os.path.basename(path)}`, offline, "

@@ -75,7 +75,8 @@ _emit = _print_notice   # setup_kernel() publishes display data instead
 
 
 def notify(kind, text, once=None, **fields):
-    """Announce a change; with `once`, only the first time in the running cell."""
+    """Announce a change; with `once`, only the first time in the running cell (in plain
+    Python, outside a kernel: the first time at all)."""
     if once is not None:
         if once in _said:
             return
@@ -119,7 +120,8 @@ def limit_batches(n):
 
     def say(full):
         notify('max-batches', f"--max-batches {n}: every pass over the data loaders built "
-                              f"here stops after {n} batch(es) ({n} of {full} for the first)",
+                              f"here stops after {n} batch(es) ({min(n, full)} of {full} for the "
+                              f"first)",
                once='max-batches')
 
     def __init__(self, *args, auto_reload=False, **kwargs):

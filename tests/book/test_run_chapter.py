@@ -55,7 +55,12 @@ MECHANISMS = [
     "print('ArrayLoader', len(ours), len(list(ours)))",
     # 11: a figure in d2lzh's SVG
     "d2l.use_svg_display()\nd2l.set_figsize((3, 2))\nd2l.plt.plot([1, 2, 3])\n"
-    "d2l.plt.title('a figure');"]
+    "d2l.plt.title('a figure');",
+    # 12: a figure redrawn as d2l's Animator does, clearing the cell's output each time
+    "from IPython import display\nloader = gluon.data.DataLoader(dataset, batch_size=10)\n"
+    "for i in range(3):\n    fig = d2l.plt.figure()\n    d2l.plt.title(f'draw {i}')\n"
+    "    display.display(fig)\n    d2l.plt.close(fig)\n    display.clear_output(wait=True)\n"
+    "print('redrawn')"]
 CHAPTERS = {
     'mechanisms.md': MECHANISMS,
     'fails.md': ["x = 1", "y = x\nraise ValueError('boom: ' + 'a long story ' * 20)",
@@ -342,7 +347,10 @@ def test_figures_are_saved_and_the_run_says_where(book):
     run, results, out = book
     png = out / 'figures' / 'mechanisms' / 'cell05-1.png'     # beside the report by default
     svg = out / 'figures' / 'mechanisms' / 'cell11-1.svg'
-    assert results['mechanisms.md']['figures'] == [str(png), str(svg)]
+    redrawn = out / 'figures' / 'mechanisms' / 'cell12-1.svg'
+    assert results['mechanisms.md']['figures'] == [str(png), str(svg), str(redrawn)]
+    assert 'draw 2' in redrawn.read_text() and 'draw 1' not in redrawn.read_text()
+    assert chapter_output(run, 'mechanisms.md').count(f"figure saved to {redrawn}") == 1
     assert svg.read_text().lstrip().startswith('<?xml') and 'a figure' in svg.read_text()
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert f"figure saved to {svg}" in chapter_output(run, 'mechanisms.md')
@@ -354,7 +362,11 @@ def test_executed_notebooks_are_saved_with_outputs(book):
     nb = nbformat.read(out / 'notebooks' / 'mechanisms.ipynb', as_version=4)
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == 'code']
-    assert [cell.execution_count for cell in code] == list(range(1, 12))
+    assert [cell.execution_count for cell in code] == list(range(1, 13))
+    # a cell that cleared its output (d2l's Animator) keeps the runner's notices
+    kinds = [o.output_type for o in code[11].outputs]
+    assert kinds == ['display_data', 'stream'] and 'redrawn' in code[11].outputs[1].text
+    assert '--max-batches 3' in code[11].outputs[0].data['text/plain']
     assert any('image/svg+xml' in o.get('data', {}) for o in code[10].outputs)
     assert nb.metadata.gluon_bn.settings.epochs == 2
     # The first cell says how it was rerun; the notices sit in the cells where they acted.

@@ -535,11 +535,13 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
     first = dataclasses.replace(settings, bn_layer='mxnet') if both else settings
     results = []
 
-    def run(file, name, settings, tag=''):
-        print(f"\n=== {name}{tag}", flush=True)
-        stem = os.path.splitext(name)[0] + tag.replace(' [', '.').rstrip(']')
-        saved = None if not notebook else notebook if notebook.endswith('.ipynb') \
-            else os.path.join(notebook, stem + '.ipynb')
+    def run(file, name, settings):
+        twin = settings.bn_layer == 'gluon_bn' and both
+        print(f"\n=== {name}{' [gluon_bn]' if twin else ''}", flush=True)
+        suffix = '.gluon_bn' if twin else ''
+        stem = os.path.splitext(name)[0] + suffix
+        saved = None if not notebook else os.path.join(notebook, stem + '.ipynb') \
+            if not notebook.endswith('.ipynb') else notebook[:-len('.ipynb')] + suffix + '.ipynb'
         return run_chapter(file, settings, name=name, figures_dir=os.path.join(figures, stem),
                            notebook_path=saved)
 
@@ -549,8 +551,7 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
             if results[-1].interrupted:
                 break
             if both and results[-1].batch_norms:
-                twin = run(file, name, dataclasses.replace(settings, bn_layer='gluon_bn'),
-                           ' [gluon_bn]')
+                twin = run(file, name, dataclasses.replace(settings, bn_layer='gluon_bn'))
                 results[-1].with_gluon_bn = twin
                 if twin.interrupted:
                     break

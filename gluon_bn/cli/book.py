@@ -16,10 +16,10 @@ chapter in it. Only the MXNet tab runs: cells with no tab marker, `#@tab all`, a
 naming mxnet, as d2lbook reads them. A chapter below a folder holding the book's own d2l/ or
 d2lzh/ package runs with it. Each chapter runs cell by cell in a fresh IPython kernel, in its
 own folder, as Jupyter runs it: magics, `!commands` and the display of a cell's last value are
-IPython's. Fashion-MNIST comes from local, verified files, whichever
-way the chapter asks for it. What the options change is announced once, and again in each cell
-where it takes effect. A `!command` whose program is not installed here, or a magic IPython does
-not know, is skipped with a notice naming the line.
+IPython's. Fashion-MNIST comes from local, verified files, whichever way the chapter asks for
+it. What the options change is announced once, and again in each cell where it takes effect. A
+`!command` whose program is not installed here, or a magic IPython does not know, is skipped
+with a notice naming the line.
 
 At the end a table gives each chapter's result (passed, or the cell that failed and why), the
 last test accuracy it printed, the lines skipped, the figures saved and the seconds taken (with
@@ -35,7 +35,7 @@ def run_chapter_arguments(p):
     p.add_argument('--max-batches', type=options.positive(int), metavar='N',
                    help="every pass over a data loader stops after N batches")
     p.add_argument('--ctx', type=options.context,
-                   help="what d2lzh.try_gpu() returns (cpu, gpu:1)")
+                   help="what the books' try_gpu() returns (cpu, gpu:1)")
     p.add_argument('--gpus-on-cpu', type=options.positive(int), metavar='N',
                    help="gpu(i) is cpu(i) for i < N: GPU chapters on a CPU")
     p.add_argument('--bn-layer', choices=('mxnet', 'gluon_bn', 'both'), default='mxnet',

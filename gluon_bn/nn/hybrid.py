@@ -61,6 +61,13 @@ class HybridBatchNorm(nn.BatchNorm):
             raise ValueError(f"{self.name}: channel axis {axis} is out of range for a {x.ndim}D "
                              f"input of shape {x.shape}")
         check_not_empty(x, self.name)
+        built = self.gamma.shape[0] if self.gamma.shape else 0   # 0 or -1: not known yet
+        if built > 0 and x.shape[axis] != built:
+            raise ValueError(f"{self.name}: has {built} channels (from in_channels or its "
+                             f"first input), got an input with {x.shape[axis]} on axis {axis} "
+                             f"(shape {x.shape}); build the layer with in_channels="
+                             f"{x.shape[axis]}, or leave in_channels out to take it from the "
+                             f"first input")
         if x.context.device_type != 'gpu':
             check_operator_dtype(x, self.name, 'nn.BatchNorm')
 

@@ -225,3 +225,27 @@ def test_hybrid_layer_refuses_an_axis_the_input_does_not_have(shape, axis, hybri
            f"{shape}" in str(raised.value)
 
 
+
+
+@pytest.mark.parametrize('mode', APIS)
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('how', ['in_channels', 'first input'])
+def test_hybrid_layer_given_another_channel_count_says_so_and_changes_nothing(how, hybridize,
+                                                                               mode):
+    with array_api(mode):
+        layer = HybridBatchNorm(in_channels=C if how == 'in_channels' else 0)
+        layer.initialize()
+        if hybridize:
+            layer.hybridize()
+        if how == 'first input':
+            layer(ones((2, C, 4, 4)))
+        before = [p.data().asnumpy() for p in layer.collect_params().values()]
+        with pytest.raises(ValueError) as raised:
+            with autograd.record():
+                layer(ones((2, C + 1, 4, 4)))
+        after = [p.data().asnumpy() for p in layer.collect_params().values()]
+    message = str(raised.value)
+    assert f"has {C} channels" in message and f"input with {C + 1} on axis 1" in message
+    assert f"in_channels={C + 1}" in message and 'Traceback' not in message
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)

@@ -42,8 +42,8 @@ def gluon_bn(*args, env=None, timeout=600, **kwargs):
                           env=env or checkout_env(), **kwargs)
 
 
-def popen_gluon_bn(*args, **kwargs):
-    return subprocess.Popen(command(*args), env=checkout_env(), text=True, **kwargs)
+def popen_gluon_bn(*args, env=None, **kwargs):
+    return subprocess.Popen(command(*args), env=env or checkout_env(), text=True, **kwargs)
 
 
 class Ran:

@@ -23,6 +23,7 @@ import fnmatch
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from ..train.devices import parse_context
 from ..utils.errors import Error
 from ..utils.files import write_atomically
+from ..utils.signals import signal_name
 from .rerun import BN_LAYERS, NOTICE_MIME
 
 SUFFIXES = ('.md', '.ipynb')
@@ -84,7 +86,7 @@ class Result:
     notices: list = dataclasses.field(default_factory=list)   # every notice, with its cell
     figures: list = dataclasses.field(default_factory=list)   # saved files
     notebook: str = None
-    interrupted: bool = False        # Ctrl-C: the run stops after this chapter
+    interrupted: str = None          # 'SIGINT' (Ctrl-C), 'SIGTERM', 'SIGHUP': the run stops
     accuracy: float = None           # the last test accuracy the chapter printed
     batch_norms: int = None          # MXNet batch-norm layers it built (None: not known)
     other_tabs: dict = dataclasses.field(default_factory=dict)   # {'pytorch': 7, ...} left out
@@ -275,10 +277,10 @@ class _Run:
                 self.failed(cell(), f"{error.ename}: {error.evalue}")
             except DeadKernelError:
                 self.failed(cell(), "the kernel died")
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM, SIGHUP
                 client.shutdown_kernel = 'immediate'   # the cell may be busy for hours
-                self.result.interrupted = True
-                self.failed(cell(), "interrupted")
+                self.result.interrupted = signal_name(stop)
+                self.failed(cell(), f"stopped by {signal_name(stop)}")
             else:
                 self.result.passed = True
             if not self.result.interrupted:
@@ -527,7 +529,8 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
     (a .ipynb for one chapter, else a folder). With settings.bn_layer 'both', a chapter that
     built an MXNet batch norm runs a second time on gluon_bn's layer (its figures and notebook
     named with `.gluon_bn`). Returns the exit status: 0 if every chapter passed, 1 if one
-    failed, 130 if Ctrl-C stopped the run."""
+    failed, 128 + the signal's number if Ctrl-C (130), SIGTERM or SIGHUP stopped the run (the
+    table and the report are written all the same)."""
     if settings.bn_layer not in BN_LAYERS + ('both',):
         raise ValueError(f"bn_layer must be mxnet, gluon_bn or both, got {settings.bn_layer!r}")
     announce(settings, chapters)
@@ -555,20 +558,23 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
                 results[-1].with_gluon_bn = twin
                 if twin.interrupted:
                     break
-    except KeyboardInterrupt:
-        pass
-    if len(results) < len(chapters):
-        print(f"\n[run_chapter] interrupted: {len(chapters) - len(results)} chapter(s) "
-              f"not run", file=sys.stderr)
+    except KeyboardInterrupt as stop:   # between chapters
+        stopped = signal_name(stop)
+    else:
+        stopped = None
+    every = results + [r.with_gluon_bn for r in results if r.with_gluon_bn]
+    stopped = stopped or next((r.interrupted for r in every if r.interrupted), None)
+    if stopped:
+        print(f"\n[run_chapter] stopped by {stopped}: {len(chapters) - len(results)} "
+              f"chapter(s) not run", file=sys.stderr)
     print('\n' + summary_table(results))
     if report:
         write = json_report if report.endswith('.json') else markdown_report
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
         write_atomically(report, write(results, settings).encode('utf-8'))
         print(f"[run_chapter] report written to {report}")
-    every = results + [r.with_gluon_bn for r in results if r.with_gluon_bn]
-    if len(results) < len(chapters) or any(r.interrupted for r in every):
-        return 130
+    if stopped:
+        return 128 + signal.Signals[stopped]
     return 0 if all(r.passed for r in every) else 1
 
 

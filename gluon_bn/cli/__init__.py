@@ -15,6 +15,7 @@ import os
 import sys
 
 from ..utils.errors import Error
+from ..utils.signals import signal_name, status, stopping_on_signals
 from . import bench, book, options, teach, train
 from .command import Command, Parser, UsageError, _Exit
 
@@ -88,7 +89,8 @@ def main(argv=None, prog='gluon-bn', command=None):
         where = args._prog
         if extra:   # said by the subcommand that was given them, not by gluon-bn
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-        return args._command.run(args) or 0
+        with stopping_on_signals():   # SIGTERM and SIGHUP stop a command as Ctrl-C does
+            return args._command.run(args) or 0
     except _Exit as exit:
         return exit.status
     except UsageError as error:
@@ -98,6 +100,10 @@ def main(argv=None, prog='gluon-bn', command=None):
     except Error as error:
         print(f"{where}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM, SIGHUP: what was done is kept
+        kept = getattr(stop, 'kept', None) or 'nothing it had written is lost'
+        print(f"{where}: stopped by {signal_name(stop)}; {kept}", file=sys.stderr)
+        return status(stop)
     except BrokenPipeError:   # `gluon-bn ... | head` stopped reading: stop, as any tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
         return 128 + 13   # killed by SIGPIPE, as the shell reports it

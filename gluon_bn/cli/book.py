@@ -69,6 +69,12 @@ def run_run_chapter(args):
     if figures is None:
         beside = args.report or args.notebook
         figures = os.path.join(os.path.dirname(beside) if beside else '', 'figures')
+    notebook_folder = args.notebook and not args.notebook.endswith('.ipynb')
+    options.check_outputs(('--report', args.report, False),
+                          ('--notebook', args.notebook, notebook_folder),
+                          ('--figures', args.figures, True),   # default: where it will be made
+                          ('figures', args.figures is None and (os.path.dirname(figures) or '.'),
+                           True))
     settings = chapters.Settings(args.epochs, args.max_batches, args.ctx, args.gpus_on_cpu,
                                  args.data_dir, args.bn_layer)
     return chapters.run_chapters(found, settings, figures, args.notebook, args.report)

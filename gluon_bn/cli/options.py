@@ -79,3 +79,15 @@ def add_epochs(parser, default, help='epochs to train'):
 
 def add_seed(parser):
     parser.add_argument('--seed', type=seed, default=None, help='seed every random generator')
+
+
+def check_outputs(*places):
+    """Each (option, path, folder?) with a path given must be writable, before any work starts:
+    else a UsageError naming the option, the place and why (the folders needed are created, as
+    writing would)."""
+    from ..utils import files
+    from .command import UsageError
+    for option, path, folder in places:
+        problem = path and files.unwritable_place(path, folder)
+        if problem:
+            raise UsageError(f"{option}: {problem}; choose another place")

@@ -1,5 +1,4 @@
 """gluon-bn tutorial and exercises: what a teacher shows."""
-import os
 
 from . import options
 from .command import UsageError
@@ -54,8 +53,7 @@ def run_exercises(args):
     if unknown:
         raise UsageError(f"no exercise {', '.join(unknown)}: choose from "
                          f"{' '.join(exercises.EXERCISES)}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out: {args.out} is a file")
+    options.check_outputs(('--out', args.out, True))
     exercises.run_exercises(
         args.out, args.which or exercises.EXERCISES,
         epochs=args.epochs or (10 if args.full else 5),

@@ -1,6 +1,5 @@
 """gluon-bn train, launch-dist and cuda-env: training BN-LeNet on devices, processes and GPUs."""
 import argparse
-import os
 import sys
 
 from . import options
@@ -60,15 +59,14 @@ def train_arguments(p):
 def check_train(args):
     """What the options cannot say alone, and the output files: refused now, not after the
     run."""
-    from ..utils import figures, files
+    from ..utils import figures
     if args.resume and not args.checkpoint_dir:
         raise UsageError("--resume needs --checkpoint-dir")
     if args.checkpoint_dir and args.kvstore:
         raise UsageError("--checkpoint-dir is not supported with --kvstore")
-    if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) \
-            and not os.path.isdir(args.checkpoint_dir):
-        raise UsageError(f"--checkpoint-dir: {args.checkpoint_dir} is a file")
-    for option, path in (('--out', args.out), ('--plot', args.plot)):
+    options.check_outputs(('--checkpoint-dir', args.checkpoint_dir, True))
+    from ..utils import files
+    for option, path in (('--out', args.out), ('--plot', args.plot)):   # into a folder there is
         problem = path and files.unwritable(path)
         if problem:
             raise UsageError(f"{option}: {problem}")

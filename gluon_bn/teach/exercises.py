@@ -76,14 +76,35 @@ class Runs:
     def __init__(self, path=None, settings=None, progress=None):
         self.path, self.settings, self.done = path, settings or {}, {}
         self.progress = progress or (lambda message: print(message, flush=True))
-        if path and os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
+        if path and os.path.lexists(path):
+            saved = self._read(path)
             if saved.get('settings') != self.settings:
                 raise Error(f"{path} holds runs made with other settings "
                             f"({saved.get('settings')}): choose another folder, or delete "
                             f"it to start again")
             self.done = saved['runs']
+
+    @staticmethod
+    def _read(path):
+        """The saved file, checked for what this class writes: {'settings': {...}, 'runs':
+        {key: a run's result (an object or a list)}}; else an Error naming the file."""
+        again = "delete it (or choose another --out) to measure those runs again"
+        try:
+            with open(path, encoding='utf-8') as f:
+                saved = json.load(f)
+        except IsADirectoryError:
+            raise Error(f"{path} is a folder, where the exercises keep their runs file: "
+                        f"move it away, or choose another --out") from None
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise Error(f"cannot read the runs file {path} ({error}): it was cut short or "
+                        f"written by something else; {again}") from None
+        runs = saved.get('runs') if isinstance(saved, dict) else None
+        if not isinstance(runs, dict) or not all(isinstance(key, str) and
+                                                 isinstance(run, (dict, list))
+                                                 for key, run in runs.items()):
+            raise Error(f"{path} is JSON but not a runs file (expected an object with "
+                        f"'settings' and 'runs' by name): {again}")
+        return saved
 
     def get(self, key, run):
         if key in self.done:
@@ -91,10 +112,10 @@ class Runs:
             return self.done[key]
         start = time.time()
         self.done[key] = run()
-        self.progress(f"  {key}: {time.time() - start:.1f} s")
-        if self.path:
+        if self.path:   # saved before it is said to be done: a run announced is a run kept
             text = json.dumps({'settings': self.settings, 'runs': self.done}, indent=1)
             files.write_atomically(self.path, (text + '\n').encode())
+        self.progress(f"  {key}: {time.time() - start:.1f} s")
         return self.done[key]
 
 
@@ -214,19 +235,25 @@ def run_exercises(out, which=EXERCISES, epochs=5, train_size=20000, lr=1.0, seed
     settings = {'epochs': epochs, 'train_size': train_size, 'lr': lr, 'seed': seed,
                 'rates': list(RATES)}
     with checkpoint.FolderLock(out):
+        files.remove_leftovers(out)   # a run killed while saving left its temporary file
         runs = Runs(os.path.join(out, 'runs.json'), settings)
         data = Data(data_dir, train_size)
         start = time.time()
         common = dict(data=data, runs=runs, epochs=epochs, seed=seed)
         results = {}
-        for exercise in [e for e in EXERCISES if e in which]:
-            print(f"exercise {exercise}", flush=True)
-            if exercise == '2':
-                results[exercise] = learning_rates(rates=RATES, **common)
-            else:
-                measure = {'1': bias_before_bn, '3': placements, '4': frozen_gamma_beta,
-                           '5': global_statistics, 'shift': input_shift}[exercise]
-                results[exercise] = measure(lr=lr, **common)
+        try:
+            for exercise in [e for e in EXERCISES if e in which]:
+                print(f"exercise {exercise}", flush=True)
+                if exercise == '2':
+                    results[exercise] = learning_rates(rates=RATES, **common)
+                else:
+                    measure = {'1': bias_before_bn, '3': placements, '4': frozen_gamma_beta,
+                               '5': global_statistics, 'shift': input_shift}[exercise]
+                    results[exercise] = measure(lr=lr, **common)
+        except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM, SIGHUP: the finished runs stay
+            stop.kept = (f"{len(runs.done)} finished run(s) are kept in {runs.path}: the same "
+                         f"command goes on from the first unfinished one")
+            raise
         images = reporting.figures(results, settings)
         for name, image in images.items():
             files.write_atomically(os.path.join(out, name), image)

@@ -199,9 +199,12 @@ class ArrayLoader:
 
 def load_arrays(root=None, train_size=None, rank=0, workers=1):
     """Both splits, verified, as NumPy arrays: ((train images, labels), (test images, labels)).
-    The training set is cut to its first `train_size` images, then to every `workers`-th image
-    from `rank` (a distributed worker's shard)."""
+    The training set is cut to its first `train_size` images (a DataError if it has fewer),
+    then to every `workers`-th image from `rank` (a distributed worker's shard)."""
     images, labels = load_fashion_mnist(True, root)
+    if train_size is not None and train_size > len(images):
+        raise DataError(f"a training set of {train_size:,} images was asked for; Fashion-MNIST "
+                        f"has {len(images):,}: give --train-size {len(images)} or less")
     train = images[:train_size][rank::workers], labels[:train_size][rank::workers]
     return train, load_fashion_mnist(False, root)
 

@@ -7,7 +7,8 @@ port (or --port), and watches all of them. When every worker has finished, it st
 and exits 0. When any process fails first (a non-zero status, a signal, or a scheduler or
 server that leaves while workers still run) it says which one and how, stops every other
 process at once, and exits with the failing worker's status (1 for a scheduler or server,
-128 + N for signal N). Ctrl-C or SIGTERM stop everything too. Each process runs in a process
+128 + N for signal N). Ctrl-C, SIGTERM or SIGHUP stop everything too (exit 128 + the signal's
+number). Each process runs in a process
 group of its own, so what it started itself (data-loading workers) is stopped with it.
 
 On several machines the program stays the same; each process gets the environment this launcher
@@ -16,11 +17,15 @@ DMLC_PS_ROOT_URI and DMLC_PS_ROOT_PORT (the scheduler's address), DMLC_NUM_SERVE
 DMLC_NUM_WORKER.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+from ..utils.errors import Error
+from ..utils.signals import status, stopping_on_signals
 
 HOST = '127.0.0.1'
 POLL_S = 0.1
@@ -83,6 +88,20 @@ def watch(processes, names, num_workers, say):
         time.sleep(POLL_S)
 
 
+def runnable(program):
+    """`program` as a path that can be executed (looked up on PATH if it has no slash), or an
+    Error saying why it cannot run, before any process starts."""
+    found = shutil.which(program) if os.sep not in program else program
+    if found is None or not os.path.exists(found):
+        raise Error(f"{program}: no such program (give its path, or a command on PATH)")
+    if os.path.isdir(found):
+        raise Error(f"{program} is a folder, not a program")
+    if not os.access(found, os.X_OK):
+        raise Error(f"{program} is not executable (chmod +x it, or run it with its "
+                    f"interpreter: -- python3 {program})")
+    return found
+
+
 def launch(command, workers=2, servers=1, port=None, say=None):
     """Start the scheduler, the servers and `workers` processes running `command` (a list), and
     watch them (see the module's docstring). Returns the exit status. `say(line)` reports a
@@ -94,17 +113,18 @@ def launch(command, workers=2, servers=1, port=None, say=None):
     # A scheduler or server is MXNet itself: importing it with that role runs the role.
     serve = [sys.executable, '-c', 'import mxnet']
     processes, names = [], {}
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    program = runnable(command[0])
     try:
-        for role, count, cmd in (('scheduler', 1, serve), ('server', servers, serve),
-                                 ('worker', workers, command)):
-            for i in range(count):
-                p = subprocess.Popen(cmd, env=dict(env, DMLC_ROLE=role), start_new_session=True)
-                processes.append(p)
-                names[p] = role if role == 'scheduler' else f"{role} {i}"
-        return watch(processes, names, workers, say)
-    except KeyboardInterrupt:
-        return 130
+        with stopping_on_signals():   # SIGTERM, SIGHUP: as Ctrl-C, every process stops
+            for role, count, cmd in (('scheduler', 1, serve), ('server', servers, serve),
+                                     ('worker', workers, [program] + list(command[1:]))):
+                for i in range(count):
+                    p = subprocess.Popen(cmd, env=dict(env, DMLC_ROLE=role),
+                                         start_new_session=True)
+                    processes.append(p)
+                    names[p] = role if role == 'scheduler' else f"{role} {i}"
+            return watch(processes, names, workers, say)
+    except KeyboardInterrupt as stopped:
+        return status(stopped)
     finally:
         stop(processes)
-        signal.signal(signal.SIGTERM, previous)

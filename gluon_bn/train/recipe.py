@@ -11,6 +11,8 @@ The command line, the exercises, the benchmarks and the book's programs all trai
 import contextlib
 import dataclasses
 import json
+import math
+import os
 import sys
 import time
 from typing import Optional
@@ -165,10 +167,25 @@ def plot(history, format='png'):
 
 def metrics(recipe, history):
     """The metrics file: the settings and each epoch's loss and accuracies, not the timings, so
-    that the same seed on the CPU writes the same bytes, also after an interruption."""
-    per_epoch = [{k: r[k] for k in ('epoch', 'loss', 'train_acc', 'test_acc')} for r in history]
+    that the same seed on the CPU writes the same bytes, also after an interruption. Strict
+    JSON: a value that is not finite (a diverged run's NaN) is null, and a note says so."""
+    per_epoch = [{k: _finite(r[k]) for k in ('epoch', 'loss', 'train_acc', 'test_acc')}
+                 for r in history]
     settings = {**recipe.checkpoint_settings(), 'epochs': recipe.epochs}
-    return json.dumps({'settings': settings, 'epochs': per_epoch}, indent=2) + '\n'
+    content = {'settings': settings, 'epochs': per_epoch}
+    if any(v is None for r in per_epoch for v in r.values()):
+        content['notes'] = ("null: the value was not a finite number (the run diverged: NaN or "
+                            "infinity), written as null so that strict JSON readers take the file")
+    return json.dumps(content, indent=2, allow_nan=False) + '\n'
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# What MXNet's distributed KVStore reads to find its scheduler (gluon_bn.train.dist sets it).
+DIST_ENVIRONMENT = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                    'DMLC_NUM_WORKER')
 
 
 def train(recipe, *, ctx=None, kvstore=None, data_dir=None, checkpoint_dir=None, resume=False,
@@ -182,6 +199,12 @@ def train(recipe, *, ctx=None, kvstore=None, data_dir=None, checkpoint_dir=None,
     stopped the run; results that cannot be written where asked are kept in the temporary folder
     and named in the error.
     """
+    if kvstore and kvstore.startswith('dist'):
+        missing = [name for name in DIST_ENVIRONMENT if name not in os.environ]
+        if missing:
+            raise Error(f"--kvstore {kvstore} needs the environment a launcher gives each "
+                        f"process ({', '.join(missing)} unset): run it as `gluon-bn launch-dist "
+                        f"-- gluon-bn train --kvstore {kvstore}`")
     ctxs = ctx or [try_gpu()]
     engine.default_settings(ctxs, kvstore)   # before any operator runs: MXNet's fastest settings
     for c in ctxs:
@@ -207,9 +230,17 @@ def train(recipe, *, ctx=None, kvstore=None, data_dir=None, checkpoint_dir=None,
             print(f"resuming from {resume_from.path}: {len(run.history)} of {recipe.epochs} "
                   f"epochs done")
         start = time.time()
-        history = run.fit(progress=progress_bar if progress else None,
-                          after_epoch=(lambda r: r.save(checkpoint_dir)) if checkpoint_dir
-                          else None)
+        try:
+            history = run.fit(progress=progress_bar if progress else None,
+                              after_epoch=(lambda r: r.save(checkpoint_dir)) if checkpoint_dir
+                              else None)
+        except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM, SIGHUP: say what is kept
+            done = len(run.history)
+            stop.kept = (f"{done} of {recipe.epochs} epochs are in the checkpoint in "
+                         f"{checkpoint_dir}: the same command with --resume goes on from there"
+                         if checkpoint_dir and done else
+                         "no file was written (--checkpoint-dir keeps each finished epoch)")
+            raise
         seconds = time.time() - start
 
         lost = []   # outputs that could not be written where asked, and where they are instead

@@ -28,6 +28,23 @@ def unwritable(path):
     return None
 
 
+def unwritable_place(path, folder=False):
+    """Why an output cannot be written at `path` (a file, or with `folder` a folder to write
+    files in), or None. Folders still missing count as the program will make them: the nearest
+    one that exists must take a new entry. Nothing is created. Checked before any work starts,
+    so that hours of results are not lost at the end."""
+    if folder and os.path.exists(path) and not os.path.isdir(path):
+        return f"{path} is a file, not a folder"
+    if not folder and os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return unwritable(path)
+    existing = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, where a folder would have to be made"
+    return unwritable(os.path.join(existing, '.probe'))
+
+
 def write_atomically(path, content):
     """Write bytes to `path` whole or not at all.
 

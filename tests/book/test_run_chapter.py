@@ -7,8 +7,6 @@ import ast
 import json
 import os
 import re
-import signal
-import subprocess
 
 import d2lzh
 import mxnet as mx
@@ -21,7 +19,7 @@ from mxnet.gluon.data.vision import datasets
 
 from gluon_bn.book import chapters, compat, rerun
 from gluon_bn.train import data
-from tests.helpers import HAS_DATA, checkout_env, gluon_bn, popen_gluon_bn
+from tests.helpers import HAS_DATA, checkout_env, gluon_bn
 
 # One chapter shows every mechanism, a cell or two each (each chapter costs a kernel).
 MECHANISMS = [
@@ -402,29 +400,6 @@ def test_gluons_own_fashion_mnist_reads_local_files_and_leaves_nothing_behind(bo
     assert not (root / 'mxnet-home').exists() and not (root / 'elsewhere').exists()
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_the_run_kills_the_kernel_and_still_prints_the_table(tmp_path):
-    first, second = tmp_path / 'a.md', tmp_path / 'b.md'
-    first.write_text(markdown(["import os, time\nprint('kernel', os.getpid(), flush=True)\n"
-                               "time.sleep(120)"]))
-    second.write_text(markdown(["print('never')"]))
-    run = popen_gluon_bn('run-chapter', first, second, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    kernel = None
-    for line in run.stdout:
-        if line.startswith('kernel '):
-            kernel = int(line.split()[1])
-            break
-    assert kernel is not None, run.stderr.read()
-    run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130
-    assert re.search(r'\na.md +failed at cell 1: interrupted', stdout) and 'never' not in stdout
-    assert '1 chapter(s) not run' in stderr
-    with pytest.raises(ProcessLookupError):
-        os.kill(kernel, 0)
-
-
 # --- in-process: options, compat, the shortcuts ---------------------------------------------
 
 @pytest.mark.parametrize('args, message', [
@@ -437,15 +412,25 @@ def test_ctrl_c_stops_the_run_kills_the_kernel_and_still_prints_the_table(tmp_pa
     (['{md}', '{md}', '--notebook', 'one.ipynb'], "a single .ipynb file holds one chapter"),
     (['{empty}'], 'no chapter with MXNet code cells in this folder'),
     (['{prose}'], 'prose.md has no MXNet code cells'),
+    # places that cannot be written: refused before the first chapter runs, not after it
+    (['{md}', '--report', '/proc/report.json'], "--report: cannot write in /proc"),
+    (['{md}', '--report', '{txt}/report.md'], "notes.txt is a file, where a folder would"),
+    (['{md}', '--report', '{empty}'], "--report: expected a .json or .md file name"),
+    (['{md}', '--report', '{folder_md}'], "is a folder"),
+    (['{md}', '--notebook', '/proc/notebooks'], "--notebook: cannot write in /proc"),
+    (['{md}', '--figures', '{txt}'], "--figures: " + "{txt} is a file, not a folder"),
 ])
 def test_bad_options_are_refused_before_any_kernel_starts(tmp_path, cli, args, message):
     (tmp_path / 'chapter.md').write_text(markdown(['x = 1']))
     (tmp_path / 'notes.txt').write_text('x = 1')
     (tmp_path / 'prose.md').write_text('# no code\n')
     (tmp_path / 'empty').mkdir()
+    (tmp_path / 'folder.md').mkdir()
     paths = {'md': tmp_path / 'chapter.md', 'txt': tmp_path / 'notes.txt',
-             'empty': tmp_path / 'empty', 'prose': tmp_path / 'prose.md'}
+             'empty': tmp_path / 'empty', 'prose': tmp_path / 'prose.md',
+             'folder_md': tmp_path / 'folder.md'}
     ran = cli('run-chapter', *[arg.format(**paths) for arg in args])
+    message = message.format(**paths)
     assert ran.returncode == 2 and ran.stderr.startswith('gluon-bn run-chapter: error: ')
     assert message in ran.stderr and len(ran.stderr.splitlines()) == 1
 

@@ -86,3 +86,46 @@ def test_the_command_writes_the_figures_and_report_and_resumes(tmp_path, cli):
 def test_an_unknown_exercise_is_refused(cli):
     ran = cli('exercises', '6', '--out', '/nonexistent')
     assert ran.returncode == 2 and 'no exercise 6' in ran.stderr
+
+
+SETTINGS = {'epochs': 1, 'train_size': 64, 'lr': 1.0, 'seed': 0, 'rates': [0.1]}
+
+
+@pytest.mark.parametrize('content, words', [
+    ('[1, 2]', 'is JSON but not a runs file'),
+    ('{"settings": %s, "runs": {"1/bias=True": 3}}' % json.dumps(SETTINGS),
+     'is JSON but not a runs file'),
+    ('{"settings": %s, "runs": {"1/bias=True": {"history": [' % json.dumps(SETTINGS),
+     'it was cut short or written by something else'),
+    (None, 'is a folder, where the exercises keep their runs file'),
+])
+def test_a_damaged_runs_file_is_named_with_the_way_out(tmp_path, content, words):
+    path = tmp_path / 'runs.json'
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(ex.Error) as raised:
+        ex.Runs(str(path), SETTINGS)
+    message = str(raised.value)
+    assert str(path) in message and words in message and '\n' not in message
+    assert 'delete it' in message or 'move it away' in message
+
+
+def test_a_run_is_saved_before_it_is_announced(tmp_path):
+    said = []
+    path = tmp_path / 'runs.json'
+
+    def progress(message):   # what a kill at this moment would leave: the run must be there
+        said.append((message, json.loads(path.read_text())['runs']))
+    runs = ex.Runs(str(path), SETTINGS, progress=progress)
+    runs.get('a', lambda: {'history': []})
+    (message, saved), = said
+    assert message.startswith('  a: ') and saved == {'a': {'history': []}}
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_run(tmp_path, cli):
+    (tmp_path / 'file').write_text('x')
+    ran = cli('exercises', '--out', tmp_path / 'file' / 'ex', '1')
+    assert ran.returncode == 2 and 'is a file, where a folder would have to be made' in ran.stderr
+    assert len(ran.stderr.splitlines()) == 1

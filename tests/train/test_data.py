@@ -194,3 +194,12 @@ def test_fast_loader_yields_what_the_books_pipeline_yields():
     for (X, y), (X_book, y_book), _ in zip(test_iter, book_test_iter, range(3)):
         np.testing.assert_array_equal(X.asnumpy(), X_book.asnumpy())
         np.testing.assert_array_equal(y.asnumpy(), y_book.asnumpy())
+
+
+@pytest.mark.real_data
+def test_a_training_set_larger_than_the_data_is_refused_not_recorded(cli):
+    with pytest.raises(DataError, match=r'60,000.*--train-size 60000 or less'):
+        data.load_arrays(train_size=100000)
+    ran = cli('train', '--train-size', 100000, '--epochs', 1)
+    assert ran.returncode == 1 and 'a training set of 100,000 images' in ran.stderr
+    assert len(ran.stderr.splitlines()) == 1

@@ -132,3 +132,18 @@ def test_a_placement_or_kind_it_does_not_know_is_refused():
         lenet_bn('hybrid', placement='before_everything')
     with pytest.raises(ValueError, match="one of scratch, gluon, hybrid, sync, none; got 'batch'"):
         lenet_bn('batch')
+
+
+def test_a_diverged_run_writes_strict_json_and_says_why_null():
+    import json
+
+    from gluon_bn.train.recipe import metrics
+    history = [{'epoch': 1, 'loss': 2.3, 'train_acc': 0.1, 'test_acc': 0.1},
+               {'epoch': 2, 'loss': float('nan'), 'train_acc': 0.1, 'test_acc': float('inf')}]
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    written = json.loads(metrics(Recipe(epochs=2), history), parse_constant=refuse)
+    assert written['epochs'][1] == {'epoch': 2, 'loss': None, 'train_acc': 0.1, 'test_acc': None}
+    assert written['epochs'][0]['loss'] == 2.3 and 'null' in written['notes']
+    assert 'notes' not in json.loads(metrics(Recipe(epochs=1), history[:1]))

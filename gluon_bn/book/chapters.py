@@ -33,7 +33,7 @@ from d2lbook import notebook as d2lbook_notebook
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from ..train.devices import parse_context
 from ..utils.errors import Error
@@ -49,6 +49,10 @@ BOOK_PACKAGES = ('d2l', 'd2lzh')
 # the second edition's multi-GPU chapters "测试精度：0.91，..."
 TEST_ACCURACY = re.compile(r'(?:test[ _]acc(?:uracy)?|测试精度)\W{0,3}([01]?\.[0-9]+)')
 RESULT_WIDTH = 60   # the summary table's result column; the report keeps the whole line
+# A cell that runs longer than this has hung (a network that drops packets, a wait on nothing):
+# well above the book's longest cell on a 2-core CPU (5 epochs of ResNet or DenseNet on 96x96
+# images, some hours).
+CELL_TIMEOUT = 24 * 3600
 FIGURE_TYPES = {'image/svg+xml': 'svg', 'image/png': 'png', 'image/jpeg': 'jpg'}
 ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 # The folder that holds this gluon_bn package, put first on the kernel's path.
@@ -64,12 +68,14 @@ class Settings:
     gpus_on_cpu: int = None
     data_dir: str = None
     bn_layer: str = 'mxnet'  # or 'gluon_bn': nn.BatchNorm is gluon_bn's HybridBatchNorm
+    cell_timeout: float = CELL_TIMEOUT   # seconds a cell may run; None: no limit
 
     def options(self):
         """The options as given on the command line: ['--epochs 1', '--ctx cpu', ...]."""
         chosen = [(k, v) for k, v in dataclasses.asdict(self).items() if v is not None]
-        return [f"--{k.replace('_', '-')} {v}" for k, v in chosen
-                if not (k == 'bn_layer' and v == 'mxnet')]
+        return [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else
+                f"--{k.replace('_', '-')} {v}" for k, v in chosen
+                if (k, v) not in (('bn_layer', 'mxnet'), ('cell_timeout', CELL_TIMEOUT))]
 
 
 @dataclasses.dataclass
@@ -98,12 +104,18 @@ class Result:
     def outcome(self):
         if self.passed:
             return 'passed'
+        if not self.cells:   # it could not be read: no kernel started
+            return f"failed: {self.error}"
         where = f"cell {self.failed_cell}" if self.failed_cell else "kernel set-up"
         return f"failed at {where}: {self.error}"
 
 
 class ChapterError(Error, ValueError):
     """A chapter file that cannot be read, or holds no code."""
+
+
+class NoCodeError(ChapterError):
+    """A chapter file that holds no MXNet code: prose only, or other frameworks' tabs only."""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -115,12 +127,20 @@ def read_chapter(path):
     try:
         if path.endswith('.ipynb'):
             nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
         else:
             with open(path, encoding='utf-8') as f:
                 text = f.read()
             nb = d2lbook_notebook.split_markdown_cell(d2lbook_notebook.read_markdown(text))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError) as error:
-        raise ChapterError(f"cannot read {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ChapterError(f"cannot read {path}: it is not UTF-8 text ({error.reason} at byte "
+                           f"{error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise ChapterError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, KeyError, AttributeError, TypeError, nbformat.ValidationError) as error:
+        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ChapterError(f"cannot read {path}: not a Jupyter notebook ({what}); open and "
+                           f"save it in Jupyter, or give the chapter's .md source") from None
     other_tabs = collections.Counter()
     for cell in nb.cells:
         tabs = d2lbook_notebook.get_cell_tab(cell, TAB) if cell.cell_type == 'code' else []
@@ -129,7 +149,7 @@ def read_chapter(path):
     mxnet = d2lbook_notebook.get_tab_notebook(nb, TAB, TAB)
     if mxnet is None or not any(cell.cell_type == 'code' for cell in mxnet.cells):
         others = f" (only {_count(other_tabs)})" if other_tabs else ''
-        raise ChapterError(f"{path} has no MXNet code cells{others}")
+        raise NoCodeError(f"{path} has no MXNet code cells{others}")
     for cell in mxnet.cells:
         cell.metadata.pop('origin_pos', None)
         if cell.cell_type == 'code':
@@ -156,12 +176,18 @@ def book_package(path):
         folder = parent
 
 
-def find_chapters(paths, exclude=()):
-    """[(file, name to show)] for chapter files and folders (searched for .md and .ipynb files
-    with MXNet code cells, in name order), leaving out files whose path within the folder
-    matches an `exclude` pattern (fnmatch's, or the name of a folder on the way); a
-    ChapterError for a path that is neither. Names are paths relative to the folder all the
-    chapters share, so they stay apart."""
+def find_chapters(paths, exclude=(), skipped=None):
+    """[(file, name to show)] for chapter files and folders (searched for .md and .ipynb files,
+    in name order), leaving out files whose path within the folder matches an `exclude` pattern
+    (fnmatch's, or the name of a folder on the way). Names are paths relative to the folder all
+    the chapters share, so they stay apart.
+
+    A path given by name must be a chapter with MXNet code (else a ChapterError). In a folder,
+    a file without MXNet code (prose only, other frameworks only) is left out, and a file that
+    cannot be read stays in the list, to fail when it runs: nothing is dropped in silence.
+    What was left out, and a file named twice (it runs once), is appended to `skipped` as
+    (path, why)."""
+    skipped = [] if skipped is None else skipped
     found = []
     for path in paths:
         if os.path.isdir(path):
@@ -170,11 +196,20 @@ def find_chapters(paths, exclude=()):
                 subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
                 inside += [os.path.join(folder, f) for f in sorted(files)
                            if f.endswith(SUFFIXES)]
-            inside = [f for f in inside
-                      if not excluded(os.path.relpath(f, path), exclude) and _has_code(f)]
-            if not inside:
+            inside = [f for f in inside if not excluded(os.path.relpath(f, path), exclude)]
+            kept = []
+            for file in inside:
+                try:
+                    read_chapter(file)
+                except NoCodeError as error:
+                    skipped.append((file, str(error)[len(file):].strip()))
+                    continue
+                except ChapterError:
+                    pass   # unreadable: listed, and failed when its turn comes
+                kept.append(file)
+            if not kept:
                 raise ChapterError(f"{path}: no chapter with MXNet code cells in this folder")
-            found += inside
+            found += kept
         elif os.path.isfile(path) and path.endswith(SUFFIXES):
             read_chapter(path)   # a ChapterError now, not halfway through a run
             found.append(path)
@@ -182,22 +217,21 @@ def find_chapters(paths, exclude=()):
             raise ChapterError(f"{path}: not a chapter (.md or .ipynb) or a folder of them")
         else:
             raise ChapterError(f"{path}: no such file or folder")
-    base = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in found])
-    return [(file, os.path.relpath(os.path.abspath(file), base)) for file in found]
+    unique, seen = [], set()
+    for file in found:
+        if os.path.realpath(file) in seen:
+            skipped.append((file, "named more than once: it runs once"))
+        else:
+            seen.add(os.path.realpath(file))
+            unique.append(file)
+    base = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in unique])
+    return [(file, os.path.relpath(os.path.abspath(file), base)) for file in unique]
 
 
 def excluded(path, patterns):
     """Whether `path` (relative to the folder searched) matches a pattern of --exclude."""
     folders = path.split(os.sep)[:-1]
     return any(fnmatch.fnmatch(path, p) or p.strip('/') in folders for p in patterns)
-
-
-def _has_code(path):
-    try:
-        read_chapter(path)
-        return True
-    except ChapterError:
-        return False
 
 
 # --- running -------------------------------------------------------------------------------
@@ -258,7 +292,7 @@ class _Run:
             km = AsyncKernelManager(kernel_name='python3',
                                     kernel_spec_manager=KernelSpecManager(kernel_dirs=[]),
                                     transport='ipc', ip=os.path.join(sockets, 'kernel'))
-            client = _Client(nb, self, km=km, timeout=None, allow_errors=False,
+            client = _Client(nb, self, km=km, timeout=settings.cell_timeout, allow_errors=False,
                              resources={'metadata': {'path': folder}})
             try:
                 kernel.enter_context(client.setup_kernel(env=kernel_environment(package),
@@ -277,6 +311,10 @@ class _Run:
                 self.failed(cell(), f"{error.ename}: {error.evalue}")
             except DeadKernelError:
                 self.failed(cell(), "the kernel died")
+            except CellTimeoutError:
+                client.shutdown_kernel = 'immediate'   # still busy: the kernel is stopped
+                self.failed(cell(), f"ran past --cell-timeout {settings.cell_timeout:g} s, "
+                                    f"and was stopped")
             except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM, SIGHUP
                 client.shutdown_kernel = 'immediate'   # the cell may be busy for hours
                 self.result.interrupted = signal_name(stop)
@@ -288,7 +326,9 @@ class _Run:
 
     def set_up(self, client, settings):
         """gluon_bn.book.rerun.setup_kernel in the kernel, outside the notebook and its history."""
-        arguments = json.dumps(dataclasses.asdict(settings))
+        arguments = dataclasses.asdict(settings)
+        arguments.pop('cell_timeout')   # the runner's, not the kernel's
+        arguments = json.dumps(arguments)
         self.hidden(client, "import json as _json, gluon_bn.book.rerun as _rerun\n"
                             f"_rerun.setup_kernel(get_ipython(), **_json.loads({arguments!r}))\n"
                             "del _json, _rerun")
@@ -471,6 +511,7 @@ SETTING_NOTES = {
     'gpus_on_cpu': "`gpu(i)` is `cpu(i)` for i < {0}, and MXNet counts {0} GPU(s)",
     'bn_layer': "every `nn.BatchNorm` is gluon_bn's `HybridBatchNorm` ({})",
     'data_dir': "Fashion-MNIST is read from {}",
+    'cell_timeout': "a cell still running after {:g} s is stopped",
 }
 
 
@@ -481,7 +522,8 @@ def rerun_note(path, settings):
     changes = [f"- `--{key.replace('_', '-')} {value}`: " +
                SETTING_NOTES[key].format(shown.get(key, value))
                for key, value in dataclasses.asdict(settings).items()
-               if value is not None and not (key == 'bn_layer' and value == 'mxnet')]
+               if value is not None and
+               (key, value) not in (('bn_layer', 'mxnet'), ('cell_timeout', CELL_TIMEOUT))]
     text = (f"*Rerun by `gluon-bn run-chapter` from `{os.path.basename(path)}`, offline, "
             f"on {time.strftime('%Y-%m-%d')}.*")
     if changes:
@@ -492,13 +534,16 @@ def rerun_note(path, settings):
 
 # --- a run of several chapters ------------------------------------------------------------
 
-def announce(settings, chapters=()):
-    """Say once which chapters run and what each option changes."""
+def announce(settings, chapters=(), skipped=()):
+    """Say once which chapters run, which files were left out and why, and what each option
+    changes."""
     folders = collections.Counter(os.path.dirname(name) or '.' for _, name in chapters)
     if len(chapters) > 1:
         where = ', '.join(f"{folder} ({n})" for folder, n in folders.items())
         print(f"[run_chapter] {len(chapters)} chapters: {where}; --exclude PATTERN leaves "
               f"some out")
+    for path, why in skipped:
+        print(f"[run_chapter] left out {path}: {why}")
     if settings.epochs is not None:
         print(f"[run_chapter] --epochs {settings.epochs}: every epoch count a chapter gives "
               f"(num_epochs, max_epochs, epochs..., assigned or passed to a function), and any "
@@ -522,7 +567,8 @@ def announce(settings, chapters=()):
               "that built one runs again with gluon_bn's HybridBatchNorm in its place")
 
 
-def run_chapters(chapters, settings, figures='figures', notebook=None, report=None):
+def run_chapters(chapters, settings, figures='figures', notebook=None, report=None,
+                 skipped=()):
     """Run each (file, name) of `chapters` (as find_chapters gives them) in a kernel of its own,
     saying what the options change first; then print the summary table and write the report
     (FILE.json or FILE.md). Figures go to figures/<chapter>/, executed notebooks to `notebook`
@@ -533,7 +579,7 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
     table and the report are written all the same)."""
     if settings.bn_layer not in BN_LAYERS + ('both',):
         raise ValueError(f"bn_layer must be mxnet, gluon_bn or both, got {settings.bn_layer!r}")
-    announce(settings, chapters)
+    announce(settings, chapters, skipped)
     both = settings.bn_layer == 'both'
     first = dataclasses.replace(settings, bn_layer='mxnet') if both else settings
     results = []
@@ -545,8 +591,13 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
         stem = os.path.splitext(name)[0] + suffix
         saved = None if not notebook else os.path.join(notebook, stem + '.ipynb') \
             if not notebook.endswith('.ipynb') else notebook[:-len('.ipynb')] + suffix + '.ipynb'
-        return run_chapter(file, settings, name=name, figures_dir=os.path.join(figures, stem),
-                           notebook_path=saved)
+        try:
+            return run_chapter(file, settings, name=name,
+                               figures_dir=os.path.join(figures, stem), notebook_path=saved)
+        except ChapterError as error:   # a file in a folder that cannot be read: it fails
+            print(f"[run_chapter] {error}", file=sys.stderr)
+            return Result(name, passed=False, seconds=0.0, cells=0, error=str(error),
+                          bn_layer=settings.bn_layer)
 
     try:
         for file, name in chapters:
@@ -571,7 +622,7 @@ def run_chapters(chapters, settings, figures='figures', notebook=None, report=No
     if report:
         write = json_report if report.endswith('.json') else markdown_report
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
-        write_atomically(report, write(results, settings).encode('utf-8'))
+        write_atomically(report, write(results, settings, skipped).encode('utf-8'))
         print(f"[run_chapter] report written to {report}")
     if stopped:
         return 128 + signal.Signals[stopped]
@@ -646,22 +697,25 @@ def totals(results):
     return lines
 
 
-def markdown_report(results, settings):
+def markdown_report(results, settings, skipped=()):
     options = ', '.join(settings.options()) or 'none'
     header = _columns(results)
     lines = ['# run_chapter report', '', f"Options: {options}.", '',
              '| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     lines += ['| ' + ' | '.join(cell.replace('|', '\\|') for cell in _row(r)[:len(header)])
               + ' |' for r in results]
-    return '\n'.join(lines + [''] + [line + '.' for line in totals(results)] + [''])
+    lines += [''] + [line + '.' for line in totals(results)]
+    lines += [''] + [f"Left out: `{path}`, {why}." for path, why in skipped]
+    return '\n'.join(lines + [''])
 
 
-def json_report(results, settings):
+def json_report(results, settings, skipped=()):
     def entry(r):
         return dict(dataclasses.asdict(r), outcome=r.outcome,
                     with_gluon_bn=entry(r.with_gluon_bn) if r.with_gluon_bn else None)
     return json.dumps({'settings': dataclasses.asdict(settings),
                        'passed': sum(r.passed for r in results), 'chapters': len(results),
                        'seconds': round(sum(r.seconds for r in results), 1),
-                       'results': [entry(r) for r in results]},
+                       'results': [entry(r) for r in results],
+                       'left_out': [{'path': path, 'why': why} for path, why in skipped]},
                       indent=2, ensure_ascii=False) + '\n'

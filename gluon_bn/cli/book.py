@@ -26,6 +26,18 @@ last test accuracy it printed, the lines skipped, the figures saved and the seco
 --bn-layer both, the second run's beside them); the exit status is 1 if any failed."""
 
 
+def chapters_cell_timeout():
+    from ..book.chapters import CELL_TIMEOUT
+    return CELL_TIMEOUT
+
+
+def cell_timeout(text):
+    """SECONDS (a positive number) or 'none'."""
+    if text.lower() == 'none':
+        return None
+    return options.positive(float)(text)
+
+
 def run_chapter_arguments(p):
     p.add_argument('paths', nargs='+', metavar='PATH',
                    help='chapters (.md, .ipynb) or folders of them')
@@ -41,6 +53,10 @@ def run_chapter_arguments(p):
     p.add_argument('--bn-layer', choices=('mxnet', 'gluon_bn', 'both'), default='mxnet',
                    help="the layer nn.BatchNorm builds: MXNet's (default), gluon_bn's "
                         "HybridBatchNorm, or both in turn, side by side in the table")
+    p.add_argument('--cell-timeout', type=cell_timeout, default=chapters_cell_timeout(),
+                   metavar='SECONDS',
+                   help="stop a cell that runs longer, and fail its chapter (default: "
+                        f"{chapters_cell_timeout():g}, a day; 'none': no limit)")
     p.add_argument('--exclude', action='append', default=[], metavar='PATTERN',
                    help="leave out the chapters of a folder whose path in it matches PATTERN "
                         "(a glob such as '*/contrib/*', or a folder's name); repeatable")
@@ -60,7 +76,8 @@ def run_run_chapter(args):
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise UsageError(f"--data-dir: {args.data_dir} is not a folder")
     try:
-        found = chapters.find_chapters(args.paths, args.exclude)
+        skipped = []
+        found = chapters.find_chapters(args.paths, args.exclude, skipped)
     except chapters.ChapterError as error:
         raise UsageError(str(error)) from None
     if args.notebook and args.notebook.endswith('.ipynb') and len(found) > 1:
@@ -76,8 +93,8 @@ def run_run_chapter(args):
                           ('figures', args.figures is None and (os.path.dirname(figures) or '.'),
                            True))
     settings = chapters.Settings(args.epochs, args.max_batches, args.ctx, args.gpus_on_cpu,
-                                 args.data_dir, args.bn_layer)
-    return chapters.run_chapters(found, settings, figures, args.notebook, args.report)
+                                 args.data_dir, args.bn_layer, args.cell_timeout)
+    return chapters.run_chapters(found, settings, figures, args.notebook, args.report, skipped)
 
 
 BOOK_CHAPTER = """The book's batch-norm chapter (d2lzh), reproduced offline and corrected.

@@ -409,7 +409,7 @@ def test_gluons_own_fashion_mnist_reads_local_files_and_leaves_nothing_behind(bo
     (['{md}', '--max-batches', 'x'], "argument --max-batches: expected a positive int, got 'x'"),
     (['{md}', '--ctx', 'tpu'], "--ctx: expected cpu, gpu, cpu:N or gpu:N, got 'tpu'"),
     (['{md}', '--report', 'r.txt'], "--report: expected a .json or .md file name"),
-    (['{md}', '{md}', '--notebook', 'one.ipynb'], "a single .ipynb file holds one chapter"),
+    (['{md}', '{md2}', '--notebook', 'one.ipynb'], "a single .ipynb file holds one chapter"),
     (['{empty}'], 'no chapter with MXNet code cells in this folder'),
     (['{prose}'], 'prose.md has no MXNet code cells'),
     # places that cannot be written: refused before the first chapter runs, not after it
@@ -428,7 +428,8 @@ def test_bad_options_are_refused_before_any_kernel_starts(tmp_path, cli, args, m
     (tmp_path / 'folder.md').mkdir()
     paths = {'md': tmp_path / 'chapter.md', 'txt': tmp_path / 'notes.txt',
              'empty': tmp_path / 'empty', 'prose': tmp_path / 'prose.md',
-             'folder_md': tmp_path / 'folder.md'}
+             'folder_md': tmp_path / 'folder.md', 'md2': tmp_path / 'chapter2.md'}
+    (tmp_path / 'chapter2.md').write_text(markdown(['y = 2']))
     ran = cli('run-chapter', *[arg.format(**paths) for arg in args])
     message = message.format(**paths)
     assert ran.returncode == 2 and ran.stderr.startswith('gluon-bn run-chapter: error: ')
@@ -582,3 +583,54 @@ def test_the_last_test_accuracy_is_read_as_each_edition_prints_it():
                "测试精度：0.91，2.3秒/轮，在[cpu(0), cpu(1)]\n")   # d2l, multi-GPU
     assert chapters.TEST_ACCURACY.findall(printed) == ['0.861', '0.878', '0.91']
     assert chapters.TEST_ACCURACY.findall("train acc 0.5, lr 0.1") == []
+
+
+@pytest.mark.slow
+def test_a_cell_that_runs_past_the_time_limit_fails_its_chapter_and_the_run_goes_on(tmp_path):
+    (tmp_path / 'a-hangs.md').write_text(markdown(
+        ["import os, time\nprint('kernel', os.getpid(), flush=True)\ntime.sleep(600)"]))
+    (tmp_path / 'b-next.md').write_text(markdown(["print('next ran')"]))
+    report = tmp_path / 'report.json'
+    run = gluon_bn('run-chapter', tmp_path, '--cell-timeout', 3, '--report', report,
+                   timeout=120)
+    results = {r['chapter']: r for r in json.loads(report.read_text())['results']}
+    assert run.returncode == 1
+    assert results['a-hangs.md']['outcome'] == \
+        'failed at cell 1: ran past --cell-timeout 3 s, and was stopped'
+    assert results['a-hangs.md']['seconds'] < 60 and results['b-next.md']['passed']
+    kernel = int(re.search(r'kernel (\d+)', run.stdout)[1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(kernel, 0)
+    assert 'Traceback' not in run.stderr.split('[run_chapter]')[-1]
+
+
+@pytest.mark.parametrize('text, value', [('none', None), ('90', 90.0), ('0.5', 0.5)])
+def test_the_cell_timeout_option_takes_seconds_or_none(text, value):
+    from gluon_bn.cli.book import cell_timeout
+    assert cell_timeout(text) == value
+
+
+@pytest.mark.slow
+def test_a_folder_run_names_every_file_it_left_out_and_fails_the_broken_ones(tmp_path):
+    folder = tmp_path / 'book'
+    folder.mkdir()
+    (folder / 'good.md').write_text(markdown(["print('good ran')"]))
+    (folder / 'broken.ipynb').write_text('{"not": "a notebook"}')
+    (folder / 'latin.md').write_bytes(markdown(["x = 'caf\xe9'"]).encode('latin-1'))
+    (folder / 'prose.md').write_text('# prose only\n')
+    report = tmp_path / 'report.json'
+    run = gluon_bn('run-chapter', folder, folder / 'good.md', '--report', report,
+                   '--notebook', tmp_path / 'nbs')
+    saved = json.loads(report.read_text())
+    results = {r['chapter']: r for r in saved['results']}
+    assert run.returncode == 1 and sorted(results) == ['broken.ipynb', 'good.md', 'latin.md']
+    assert results['good.md']['passed'] and run.stdout.count('good ran') == 1   # runs once
+    assert results['broken.ipynb']['outcome'].startswith('failed: cannot read ')
+    assert 'not a Jupyter notebook' in results['broken.ipynb']['outcome']
+    assert 'not UTF-8 text' in results['latin.md']['outcome']
+    assert '1 of 3 chapters passed' in run.stdout
+    left_out = {os.path.basename(e['path']): e['why'] for e in saved['left_out']}
+    assert left_out == {'prose.md': 'has no MXNet code cells',
+                        'good.md': 'named more than once: it runs once'}
+    assert f"[run_chapter] left out {folder / 'prose.md'}: has no MXNet code cells" in run.stdout
+    assert 'Traceback' not in run.stderr

@@ -161,10 +161,37 @@ def read(path):
         raise CheckpointError(f"{path} is not a readable checkpoint ({error}). It was left as "
                               f"it is: move it away to resume from the epoch before, or train "
                               f"afresh in another folder") from None
-    if meta.get('format') != FORMAT:
-        raise CheckpointError(f"{path} has format {meta.get('format')!r}, this gluon_bn reads "
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        found = meta.get('format') if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} has format {found!r}, this gluon_bn reads "
                               f"format {FORMAT}")
+    problem = damage(meta, arrays)
+    if problem:
+        raise CheckpointError(f"{path} is damaged: {problem}. It was left as it is: move it "
+                              f"away to resume from the epoch before, or train afresh in another "
+                              f"folder")
     return Saved(str(path), meta, arrays, trainer_states)
+
+
+def damage(meta, arrays):
+    """What is missing or misshapen in a checkpoint whose zip and checksum are whole (a file
+    edited or written by another program), or None."""
+    kinds = {'epoch': int, 'history': list, 'settings': dict, 'devices': int, 'params': dict,
+             'random': dict}
+    for key, kind in kinds.items():
+        if not isinstance(meta.get(key), kind):
+            return f"meta.json has no {key!r} ({kind.__name__})"
+    if not all(key in meta['random'] for key in ('python', 'numpy')):
+        return "meta.json lacks the random states"
+    for name, (shape, dtype) in meta['params'].items():
+        for device in range(meta['devices']):
+            array = arrays.get(f'{name}@{device}')
+            if array is None:
+                return f"params.npz has no array for {name} on device {device}"
+            if list(array.shape) != list(shape):
+                return (f"params.npz holds {name} on device {device} with shape "
+                        f"{tuple(array.shape)}, meta.json says {tuple(shape)}")
+    return None
 
 
 def seed_everything(seed):

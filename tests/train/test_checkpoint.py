@@ -255,3 +255,44 @@ def test_resuming_with_fewer_epochs_than_done_is_refused(tmp_path, cli):
 def test_the_seed_of_an_epoch_depends_on_run_and_epoch():
     seeds = {checkpoint.epoch_seed(seed, epoch) for seed in range(3) for epoch in range(3)}
     assert len(seeds) == 9 and checkpoint.epoch_seed(1, 2) == checkpoint.epoch_seed(1, 2)
+
+
+def rewrite(path, meta=None, drop_array=None):
+    """The checkpoint at `path` rewritten whole (valid zip, valid checksums) with meta.json
+    changed by `meta(m)`, or without the array `drop_array`: damage no checksum sees."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    if meta:
+        parts['meta.json'] = json.dumps(meta(json.loads(parts['meta.json']))).encode()
+    if drop_array:
+        with np.load(io.BytesIO(parts['params.npz'])) as npz:
+            arrays = {k: npz[k] for k in npz.files if k != drop_array}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        parts['params.npz'] = buffer.getvalue()
+    with zipfile.ZipFile(path, 'w') as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize('how, words', [
+    (dict(meta=lambda m: {k: v for k, v in m.items() if k != 'history'}),
+     "meta.json has no 'history' (list)"),
+    (dict(meta=lambda m: dict(m, random={})), "meta.json lacks the random states"),
+    (dict(drop_array='0.weight@0'), "params.npz has no array for 0.weight on device 0"),
+    (dict(meta=lambda m: dict(m, params=dict(m['params'], **{'0.bias': [[7], 'float32']}))),
+     "params.npz holds 0.bias on device 0 with shape (3,), meta.json says (7,)"),
+])
+def test_a_checkpoint_damaged_where_checksums_cannot_see_is_named(tmp_path, how, words):
+    net, trainer = tiny_net(3)
+    path = checkpoint.save(str(tmp_path), 1, net, trainer, SETTINGS, [])
+    rewrite(path, **how)
+    with pytest.raises(checkpoint.CheckpointError) as raised:
+        checkpoint.read(path)
+    assert f"{path} is damaged: {words}" in str(raised.value)
+    assert 'move it away to resume from the epoch before' in str(raised.value)

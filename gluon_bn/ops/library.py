@@ -5,6 +5,7 @@ compiler into a cache folder, named after everything the build depends on, and l
 import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 import warnings
@@ -45,17 +46,20 @@ FLAGS = ('-shared', '-fPIC', '-std=c++17', '-O3', '-march=native', '-fopenmp', '
 
 
 def compiler():
-    return os.environ.get('CXX', 'g++')
+    """The compiler command as a list: $CXX split as a shell would (make users write flags in
+    it: CXX="g++ -O2"), else g++."""
+    command = shlex.split(os.environ.get('CXX', '').strip() or 'g++')
+    return command
 
 
 def _compiler_identity():
     """What the build depends on besides the sources: the compiler's own account of itself
     (`--version`), or its name if it cannot give one (build() then says what is wrong)."""
     try:
-        return subprocess.run([compiler(), '--version'], capture_output=True, text=True,
+        return subprocess.run([*compiler(), '--version'], capture_output=True, text=True,
                               timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
-        return compiler()
+        return ' '.join(compiler())
 
 
 def _processor_identity():
@@ -76,7 +80,7 @@ def library_path():
     for path in SOURCES + HEADERS + [_LIB_API]:
         with open(path, 'rb') as f:
             digest.update(f.read())
-    for part in (mx.__version__, compiler(), _compiler_identity(), *FLAGS,
+    for part in (mx.__version__, ' '.join(compiler()), _compiler_identity(), *FLAGS,
                  _processor_identity()):
         digest.update(part.encode() + b'\0')
     return os.path.join(cache_dir(), f'libgluon_bn_ops-{digest.hexdigest()[:16]}.so')
@@ -95,9 +99,15 @@ def intact(path):
     when it was built. (Loading a truncated library kills the process with SIGBUS.)"""
     try:
         with open(path + '.sha256') as f:
-            return f.read().split()[0] == sha256_of(path)
+            return f.read().split()[0] == sha256_of(path) and _is_library(path)
     except (OSError, IndexError):
         return False
+
+
+def _is_library(path):
+    """An ELF shared object, not an empty file (a compiler that exits 0 and writes nothing)."""
+    with open(path, 'rb') as f:
+        return f.read(4) == b'\x7fELF'
 
 
 def build(path):
@@ -112,23 +122,32 @@ def build(path):
                          f"cannot write there ({error.strerror or error}): set GLUON_BN_CACHE "
                          f"to a folder it can write") from None
     os.close(fd)
-    command = [compiler(), *FLAGS, '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES,
+    command = [*compiler(), *FLAGS, '-I', os.path.join(_MXNET_DIR, 'include'), *SOURCES,
                _LIB_API, '-o', tmp]
+    named = ' '.join(compiler())
+    way_out = ("set CXX to a C++17 compiler (g++ or clang++, flags allowed: CXX='g++ -O2'), "
+               "or install g++ (Debian, Ubuntu: sudo apt-get install g++); "
+               "BatchNorm(fast=False) needs none")
     try:
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         if result.stderr.strip():   # shown, not discarded
             warnings.warn(f"gluon_bn: the compiler warned while building the batch-norm "
                           f"operator:\n{result.stderr}", RuntimeWarning)
+        if not _is_library(tmp):
+            raise BuildError(f"the compiler ({named}) said it built the batch-norm operator "
+                             f"but wrote no library: {way_out}")
         files.write_atomically(path + '.sha256', f"{sha256_of(tmp)}  {os.path.basename(path)}\n"
                                .encode())
         os.replace(tmp, path)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise BuildError(f"gluon_bn builds its batch-norm operator once with a C++ compiler "
-                         f"and found none ({compiler()!r}): install one (Debian, Ubuntu: "
-                         f"sudo apt-get install g++) or set CXX; BatchNorm(fast=False) "
-                         f"needs none") from None
+                         f"and found none ({named!r}): {way_out}") from None
     except subprocess.CalledProcessError as error:
-        raise BuildError(f"building {', '.join(SOURCES)} failed:\n{error.stderr}") from None
+        said = [line for line in error.stderr.splitlines() if 'error' in line.lower()] or \
+            error.stderr.strip().splitlines()
+        what = f": {said[0].strip()}" if said else ", and said nothing"
+        raise BuildError(f"building the batch-norm operator with {named} failed (exit status "
+                         f"{error.returncode}){what}; {way_out}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -26,6 +26,38 @@ def test_a_missing_compiler_is_named(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize('cxx, words', [
+    ('false', 'with false failed (exit status 1), and said nothing; set CXX to a C++17'),
+    ('sh -c "echo \'x.cc:1: error: no such thing\' >&2; exit 3" --',
+     'failed (exit status 3): x.cc:1: error: no such thing; set CXX'),
+    ('true', 'the compiler (true) said it built the batch-norm operator but wrote no library'),
+])
+def test_a_compiler_that_fails_or_writes_nothing_is_named_in_one_line(tmp_path, monkeypatch,
+                                                                      cxx, words):
+    monkeypatch.setenv('CXX', cxx)
+    path = str(tmp_path / 'lib.so')
+    with pytest.raises(ops.BuildError) as raised:
+        ops.build(path)
+    assert words in str(raised.value) and '\n' not in str(raised.value)
+    assert os.listdir(tmp_path) == []   # no empty library left to be trusted later
+
+
+def test_an_empty_library_with_a_matching_checksum_is_not_trusted(tmp_path):
+    library = tmp_path / 'lib.so'
+    library.write_bytes(b'')
+    (tmp_path / 'lib.so.sha256').write_text(f"{ops.library.sha256_of(str(library))}  lib.so\n")
+    assert not ops.intact(str(library))
+
+
+@pytest.mark.slow
+def test_flags_in_cxx_are_taken_as_make_takes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv('CXX', 'g++ -O2')
+    monkeypatch.setenv('GLUON_BN_CACHE', str(tmp_path / 'cache'))
+    path = ops.library_path()
+    ops.build(path)
+    assert ops.intact(path)
+
+
 @pytest.mark.slow
 def test_the_compiler_is_part_of_the_build_key_and_its_warnings_are_shown(tmp_path, monkeypatch):
     default = ops.library_path()

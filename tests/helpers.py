@@ -26,9 +26,11 @@ def checkout_env(**variables):
 
 def without_engine_settings(**variables):
     """This checkout's environment with none of the engine and thread settings a user may have
-    (gluon_bn.train.engine.USER_SETTINGS), so that gluon_bn chooses them, but for those given."""
+    (gluon_bn.train.engine.USER_SETTINGS), so that gluon_bn chooses them, but for those given;
+    and a quiet machine assumed (engine.LOAD_VARIABLE 0) unless given, so that what the choice
+    depends on is what the test says, not what else the machine runs."""
     return {**{name: value for name, value in checkout_env().items()
-               if name not in engine.USER_SETTINGS}, **variables}
+               if name not in engine.USER_SETTINGS}, engine.LOAD_VARIABLE: '0', **variables}
 
 
 def command(*args):

@@ -46,6 +46,8 @@ COMMANDS = {command.name: command for command in [
             bench.BENCH_EPOCH, bench.bench_epoch_arguments, bench.run_bench_epoch),
     Command('bench-peers', 'bench_peers.py', "time gluon_bn against nn.BatchNorm and PyTorch",
             bench.BENCH_PEERS, bench.bench_peers_arguments, bench.run_bench_peers),
+    Command('bench-load', 'bench_load.py', "time epochs quiet and beside a busy process",
+            bench.BENCH_LOAD, bench.bench_load_arguments, bench.run_bench_load),
     Command('accuracy', 'accuracy_report.py', "every path's largest errors against the "
             "reference", bench.ACCURACY, bench.accuracy_arguments, bench.run_accuracy),
 ]}

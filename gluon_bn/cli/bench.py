@@ -97,3 +97,27 @@ def run_accuracy(args):
     from ..bench import accuracy
     accuracy.report(args.dtype, args.steps)
 
+
+
+BENCH_LOAD = """BN-LeNet epochs on a quiet machine and beside one busy process, for the engine
+`gluon-bn train` chooses now, the synchronous engine it always chose before, and MXNet's own
+defaults; each setting trains in a process of its own, in turns. The busy process is
+python3 -c "while True: pass".
+
+On a quiet machine the synchronous engine with every core is the fastest; beside a busy process
+its spinning OpenMP threads lose their core and epochs take 3x as long, so `gluon-bn train`
+measures the load first and then keeps MXNet's own engine. Details: gluon_bn.bench.load."""
+
+
+def bench_load_arguments(p):
+    options.add_epochs(p, 4, help='epochs per run (the first is not timed)')
+    p.add_argument('--train-size', type=options.positive(int), default=60000)
+    p.add_argument('--rounds', type=options.positive(int), default=1)
+    options.add_data_dir(p)
+
+
+def run_bench_load(args):
+    from ..bench import load
+    if args.epochs < 2:
+        raise UsageError("--epochs: at least 2 (the first epoch is not timed)")
+    load.bench(args.epochs, args.train_size, args.rounds, args.data_dir)

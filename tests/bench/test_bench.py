@@ -97,3 +97,16 @@ def test_accuracy_prints_every_path_on_every_shape(cli):
             predicting = ('running_mean', 'running_var', 'y_predict', 'y_predict_one')
             assert min(errors.pop(name) for name in predicting) > 1e-9, line
         assert max(errors.values()) < 1e-9, line   # float64 everywhere else
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_bench_load_times_each_setting_quiet_and_busy(cli):
+    ran = cli('bench-load', '--epochs', 2, '--train-size', 512)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[1].split() == ['setting', 'quiet', 'ratio', 'busy', 'ratio']
+    rows = {line[:30].strip(): line[30:].split() for line in lines[2:]}
+    assert set(rows) == {'gluon_bn now', 'synchronous always (before)', "MXNet's defaults"}
+    assert rows["MXNet's defaults"][1] == rows["MXNet's defaults"][3] == '1.00'
+    assert all(float(cell) > 0 for cells in rows.values() for cell in cells)

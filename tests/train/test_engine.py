@@ -81,3 +81,39 @@ def test_the_training_command_trains_on_the_synchronous_engine_quietly():
     assert ran.stdout.splitlines()[0] == 'training on cpu(0)'
     assert ran.stdout.splitlines()[1].startswith('epoch 1, loss')
     assert 'engine' not in ran.stderr
+
+
+@pytest.mark.slow
+def test_a_busy_machine_keeps_mxnets_own_engine_and_says_so():
+    ran = python('''
+        import os
+        import mxnet as mx
+        from gluon_bn.train import engine
+        print(engine.default_settings([mx.cpu()]), os.environ.get('MXNET_ENGINE_TYPE'))
+    ''', **{engine.LOAD_VARIABLE: '1'})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ['None', 'None']   # MXNet's ThreadedEnginePerDevice
+    assert 'other work takes 1.0 of the' in ran.stderr and "MXNet's own engine" in ran.stderr
+
+
+def test_the_load_is_measured_from_the_kernels_counters():
+    if engine.processors() < 2:
+        pytest.skip('needs two processors')
+    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    try:
+        import time
+        time.sleep(0.3)
+        assert engine.busy_processors(0.5) >= 0.6
+    finally:
+        busy.kill()
+        busy.wait()
+    assert engine.busy_processors(0.01, stat='/no/such/stat') == 0.0
+
+
+def test_an_assumed_load_that_is_not_a_number_is_refused(monkeypatch):
+    import mxnet as mx
+    monkeypatch.setenv(engine.LOAD_VARIABLE, 'high')
+    for name in engine.USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match='GLUON_BN_ASSUME_LOAD must be a number'):
+        engine.default_settings([mx.cpu()])

@@ -8,6 +8,7 @@ done and stops the children runs for them too; the command line then exits 128 +
 number with one line, as a shell reports a process the signal killed.
 """
 import contextlib
+import os
 import signal
 import threading
 
@@ -35,21 +36,37 @@ def signal_name(interrupt):
     return getattr(interrupt, 'name', 'SIGINT')
 
 
+# The handlers stopping_on_signals replaced, while it is active: a child forked meanwhile gets
+# them back at once (os.register_at_fork), so that it behaves as if nothing was installed.
+_replaced = {}
+
+
+def _restore_in_child():
+    for signum, handler in _replaced.items():
+        signal.signal(signum, handler)
+    _replaced.clear()
+
+
+os.register_at_fork(after_in_child=_restore_in_child)
+
+
 @contextlib.contextmanager
 def stopping_on_signals(signals=SIGNALS):
     """Raise Stopped(signum) in the main thread on each of `signals` while inside; the previous
     handlers come back after. Outside the main thread (where Python cannot set handlers) it
-    changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    changes nothing. A process forked meanwhile (a DataLoader's worker, which its pool stops
+    with SIGTERM) starts with the previous handlers, as if none were installed."""
+    if threading.current_thread() is not threading.main_thread() or _replaced:
+        yield   # not settable here, or active already (nested): nothing to add
         return
 
     def stop(signum, frame):
         raise Stopped(signum)
 
-    previous = {s: signal.signal(s, stop) for s in signals}
+    _replaced.update({s: signal.signal(s, stop) for s in signals})
     try:
         yield
     finally:
-        for s, handler in previous.items():
+        for s, handler in _replaced.items():
             signal.signal(s, handler)
+        _replaced.clear()

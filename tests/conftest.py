@@ -2,15 +2,22 @@
 # gluon_bn before mxnet, in every test module: on the GPU build it loads the CUDA libraries.
 import gluon_bn  # noqa: F401
 
+import os
+
 import pytest
 from mxnet import nd
 
 from gluon_bn.cli import main
+from gluon_bn.train import engine
 from tests.helpers import HAS_DATA, Ran
 
 # MXNet's default engine for the whole session, started now: a command's main() called here must
 # not switch this process to its own engine settings (gluon_bn.train.engine).
 nd.zeros(1).wait_to_read()
+# A quiet machine assumed by every command run here or from here, unless a test says otherwise:
+# what a command prints must not depend on what else the machine runs (gluon_bn.train.engine
+# measures the load; tests/train/test_engine.py tests that).
+os.environ.setdefault(engine.LOAD_VARIABLE, '0')
 
 
 def pytest_runtest_setup(item):

@@ -9,13 +9,11 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
 from tests.book.test_run_chapter import markdown
 from tests.helpers import HAS_DATA, checkout_env, popen_gluon_bn
-from tests.train.test_dist import SLEEPER, launch, processes_with
 
 SIGNALS = [signal.SIGTERM, signal.SIGHUP]
 pytestmark = pytest.mark.slow
@@ -101,20 +99,6 @@ def test_exercises_keep_the_finished_runs_and_say_so(tmp_path, signum):
                  if line.endswith(' s') and line.startswith('  ')]
     assert announced and set(announced) <= set(saved['runs'])
     assert not [f for f in os.listdir(out) if f.endswith('.tmp')]
-
-
-@pytest.mark.parametrize('signum', SIGNALS)
-def test_the_launcher_stops_every_process_on_sighup_and_sigterm(signum):
-    marker = uuid.uuid4().hex
-    launcher = launch(SLEEPER, marker)
-    deadline = time.time() + 60
-    while len(processes_with(marker)) < 5 and time.time() < deadline:   # launcher + 4
-        time.sleep(0.2)
-    assert len(processes_with(marker)) == 5
-    launcher.send_signal(signum)
-    launcher.communicate(timeout=60)
-    assert launcher.returncode == 128 + signum
-    assert processes_with(marker) == []
 
 
 def test_a_launcher_whose_program_cannot_run_says_so_and_starts_nothing(tmp_path, cli):

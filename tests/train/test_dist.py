@@ -56,16 +56,17 @@ def test_workers_hold_identical_parameters_after_every_step():
     assert processes_with(marker) == []
 
 
-def test_ctrl_c_stops_every_process():
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_sigterm_and_sighup_stop_every_process(signum):
     marker = uuid.uuid4().hex
     launcher = launch(SLEEPER, marker)
     deadline = time.time() + 60
     while len(processes_with(marker)) < 5 and time.time() < deadline:   # launcher + 4
         time.sleep(0.2)
     assert len(processes_with(marker)) == 5
-    launcher.send_signal(signal.SIGINT)
+    launcher.send_signal(signum)
     launcher.communicate(timeout=60)
-    assert launcher.returncode == 130
+    assert launcher.returncode == 128 + signum
     assert processes_with(marker) == []
 
 

@@ -15,15 +15,16 @@ from .utils import cuda
 
 cuda.preload()   # before anything imports mxnet: the GPU build may need the nvidia-*-cu11 wheels
 
-from .nn import BatchNorm, FirstConv2D, HybridBatchNorm, SyncBatchNorm, batch_norm, batch_norm2D, \
-    export, run_on_devices
+from .nn import BatchNorm, FirstConv2D, FoldWarning, FrozenBatchNorm, HybridBatchNorm, \
+    SyncBatchNorm, batch_norm, batch_norm2D, export, fold, fold_plan, run_on_devices, \
+    update_bn_stats
 from .testing import reference
 from .train import (DataError, evaluate_accuracy, lenet_bn, load_data_fashion_mnist, train_ch5,
                     try_all_gpus, try_gpu)
 from .utils.errors import Error
 
 __version__ = '0.1.0'
-__all__ = ['BatchNorm', 'DataError', 'Error', 'FirstConv2D', 'HybridBatchNorm', 'SyncBatchNorm',
-           'batch_norm', 'batch_norm2D', 'evaluate_accuracy', 'export', 'lenet_bn',
-           'load_data_fashion_mnist', 'reference', 'run_on_devices', 'train_ch5',
-           'try_all_gpus', 'try_gpu']
+__all__ = ['BatchNorm', 'DataError', 'Error', 'FirstConv2D', 'FoldWarning', 'FrozenBatchNorm',
+           'HybridBatchNorm', 'SyncBatchNorm', 'batch_norm', 'batch_norm2D', 'evaluate_accuracy',
+           'export', 'fold', 'fold_plan', 'lenet_bn', 'load_data_fashion_mnist', 'reference',
+           'run_on_devices', 'train_ch5', 'try_all_gpus', 'try_gpu', 'update_bn_stats']

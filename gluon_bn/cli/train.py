@@ -45,6 +45,11 @@ def train_arguments(p):
     p.add_argument('--train-size', type=options.positive(int), default=None,
                    help='train on the first N training images only (a quick check)')
     options.add_seed(p)
+    p.add_argument('--precise-bn', type=options.positive(int), metavar='N', default=None,
+                   help='after each epoch\'s training, set every batch norm\'s running '
+                        'statistics to the exact mean and variance of its input over N '
+                        'training batches (gluon_bn.update_bn_stats), then test; the test '
+                        'accuracy from the moving averages is printed beside it')
     p.add_argument('--checkpoint-dir', metavar='DIR',
                    help='after every epoch, save all that is needed to continue the run in DIR '
                         '(created if missing; it must not hold another run\'s checkpoints)')
@@ -80,7 +85,7 @@ def run_train(args):
     from ..train.recipe import train
     check_train(args)
     recipe = Recipe(bn=args.bn, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                    train_size=args.train_size, seed=args.seed)
+                    train_size=args.train_size, seed=args.seed, precise_bn=args.precise_bn)
     train(recipe, ctx=args.gpus or args.ctx, kvstore=args.kvstore, data_dir=args.data_dir,
           checkpoint_dir=args.checkpoint_dir, resume=args.resume, out=args.out,
           plot_path=args.plot, progress=args.progress and sys.stderr.isatty())

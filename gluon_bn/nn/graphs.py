@@ -22,9 +22,11 @@ import threading
 import types
 
 from mxnet import autograd, nd
+from mxnet import symbol as mx_sym
 from mxnet import numpy as mx_np
 from mxnet.gluon import HybridBlock
 from mxnet.gluon.block import _regroup
+from mxnet.util import is_np_array
 
 from ..ops import is_numpy
 
@@ -121,6 +123,20 @@ def graph(block, training=False):
             return block._get_graph(*_regroup(data, block._in_format))[1]
     finally:
         block._cached_graph = saved
+
+
+def trace(block, training=False):
+    """The graph of `block` called on one input symbol `data`, for prediction (or training), as a
+    legacy Symbol: what it computes, layer by layer, with each parameter a variable of its name.
+    Nothing runs, and the block's own cached graph is left as it is."""
+    data = mx_sym.var('data')
+    if is_np_array():
+        data = data.as_np_ndarray()
+    with _traced_for(TRAIN if training else PREDICT):
+        out = block(data)
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    outs = [o.as_nd_ndarray() if is_numpy(o) else o for o in outs]
+    return outs[0] if len(outs) == 1 else mx_sym.Group(outs)
 
 
 def _export(original):

@@ -7,6 +7,7 @@ the numbers, and `run_exercises` does both for the command line. Every training 
 gluon_bn.train.Recipe with HybridBatchNorm, described by a key; `Runs` keeps finished runs in a
 JSON file, so an interrupted sweep starts again where it stopped.
 """
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +25,8 @@ from ..utils import files
 from ..utils.errors import Error
 
 BATCH_SIZE = 256
-EXERCISES = ('1', '2', '3', '4', '5', 'shift')
+EXERCISES = ('1', '2', '3', '4', '5', 'shift', 'precise')
+SEEDS = (0, 1, 2)   # the precise-statistics sweep
 RATES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
@@ -54,7 +56,8 @@ def fit(recipe, data, watch=None):
     if watch:
         watch(run.net)
     for record in run.epochs():
-        history.append({k: float(record[k]) for k in ('loss', 'train_acc', 'test_acc')})
+        history.append({k: float(record[k]) for k in ('loss', 'train_acc', 'test_acc',
+                                                      'test_acc_moving') if k in record})
         if watch:
             watch(run.net)
         if not math.isfinite(record['loss']):
@@ -221,6 +224,18 @@ def quantiles(net, X, layers):
     return [float(q) for q in np.percentile(h.asnumpy(), QUANTILES)]
 
 
+def precise_statistics(data, runs, epochs, lr=1.0, seeds=SEEDS):
+    """Beyond the chapter: test accuracy after each epoch from the moving averages the layers
+    keep, and from exact statistics over the whole training set (gluon_bn.update_bn_stats, the
+    --precise-bn of gluon-bn train), in the same run, for several seeds."""
+    def run(seed):
+        batches = -(-len(data.arrays[0][0]) // BATCH_SIZE)
+        return fit(dataclasses.replace(recipe(epochs, lr, seed), precise_bn=batches), data)[1]
+
+    return {f"precise/seed={seed}": runs.get(f"precise/seed={seed}", lambda: run(seed))
+            for seed in seeds}
+
+
 # ---- the command line's run --------------------------------------------------------------------
 
 def run_exercises(out, which=EXERCISES, epochs=5, train_size=20000, lr=1.0, seed=0,
@@ -246,6 +261,8 @@ def run_exercises(out, which=EXERCISES, epochs=5, train_size=20000, lr=1.0, seed
                 print(f"exercise {exercise}", flush=True)
                 if exercise == '2':
                     results[exercise] = learning_rates(rates=RATES, **common)
+                elif exercise == 'precise':
+                    results[exercise] = precise_statistics(data, runs, epochs, lr)
                 else:
                     measure = {'1': bias_before_bn, '3': placements, '4': frozen_gamma_beta,
                                '5': global_statistics, 'shift': input_shift}[exercise]

@@ -117,10 +117,11 @@ def plan_for(net, ctxs):
 # --- the loop -------------------------------------------------------------------------------
 
 def epochs(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None, *,
-           start_epoch=0, before_epoch=None, plan=None):
+           start_epoch=0, before_epoch=None, before_test=None, plan=None):
     """Train and evaluate, one epoch at a time: a generator of each epoch's record (epoch, loss,
     train_acc, test_acc, seconds). It prints none of d2lzh's lines, only the notice of a batch
-    left out. Arguments as for train_ch5."""
+    left out. Arguments as for train_ch5; `before_test()`, if given, runs after each epoch's
+    training and before its test, and what it returns (a dict) joins the epoch's record."""
     ctxs = devices(ctx)
     plan = plan or plan_for(net, ctxs)
     loss = gloss.SoftmaxCrossEntropyLoss()
@@ -162,10 +163,11 @@ def epochs(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, pro
                 loss_sum.wait_to_read()
                 if progress:
                     progress(epoch + 1, i, len(train_iter))
+        extra = before_test() if before_test else {}
         test_acc = evaluate_accuracy(test_iter, net, ctx)
         record = dict(epoch=epoch + 1, loss=loss_sum.asscalar() / n,
                       train_acc=correct.asscalar() / n, test_acc=test_acc,
-                      seconds=time.time() - start)
+                      seconds=time.time() - start, **extra)
         if progress:
             progress(epoch + 1, len(train_iter), len(train_iter))
         yield record
@@ -178,8 +180,15 @@ def epoch_line(record):
                record['seconds']))
 
 
+def precise_line(record):
+    """What --precise-bn adds after an epoch's line."""
+    return ('  precise BN: test acc %.3f with exact statistics over %d batches, %.3f with the '
+            'moving averages' % (record['test_acc'], record['precise_batches'],
+                                 record['test_acc_moving']))
+
+
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, progress=None, *,
-              start_epoch=0, before_epoch=None, after_epoch=None, plan=None):
+              start_epoch=0, before_epoch=None, before_test=None, after_epoch=None, plan=None):
     """Train and evaluate a model, printing d2lzh's lines.
 
     Parameters are d2lzh's. `ctx` may also be a list of contexts: each batch is then split
@@ -194,15 +203,19 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     To continue a run (see gluon_bn.train.checkpoint): `start_epoch` epochs are done already, so
     training goes on with epoch start_epoch + 1 up to num_epochs; `before_epoch(epoch)` (0-based)
     is called before each epoch and `after_epoch(history)` after each, with the epochs trained by
-    this call so far.
+    this call so far. `before_test()`: see `epochs`; a record it gives `test_acc_moving` (the
+    accuracy from the moving averages, before precise statistics replaced them) adds a line.
 
     Returns the history: one dict per epoch with epoch, loss, train_acc, test_acc and seconds.
     """
     print('training on', ctx)
     history = []
     for record in epochs(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs,
-                         progress, start_epoch=start_epoch, before_epoch=before_epoch, plan=plan):
+                         progress, start_epoch=start_epoch, before_epoch=before_epoch,
+                         before_test=before_test, plan=plan):
         print(epoch_line(record))
+        if 'test_acc_moving' in record:
+            print(precise_line(record))
         history.append(record)
         if after_epoch:
             after_epoch(history)

@@ -20,12 +20,13 @@ from typing import Optional
 import mxnet as mx
 from mxnet import gluon, init, nd
 
+from ..nn import update_bn_stats
 from ..utils import figures, files
 from ..utils.errors import Error
 from . import checkpoint, engine
 from .data import array_loaders, load_arrays
 from .devices import try_gpu, works
-from .loop import epochs, hybridize, train_ch5
+from .loop import epochs, evaluate_accuracy, hybridize, train_ch5
 from .models import lenet_bn
 
 
@@ -42,6 +43,7 @@ class Recipe:
     placement: str = 'after_affine'    # where batch norm goes (train.models.lenet_bn)
     use_bias: bool = True              # for the layers before a batch norm
     bn_kwargs: dict = dataclasses.field(default_factory=dict)   # for every batch-norm layer
+    precise_bn: Optional[int] = None   # exact statistics over N training batches before each test
 
     def checkpoint_settings(self):
         """What a checkpoint records of the run, and a resumed run must match."""
@@ -90,8 +92,20 @@ class Run:
         if recipe.seed is not None:
             checkpoint.seed_everything(recipe.seed)
         self.net, self.trainer = build(recipe, ctxs, kvstore)
+        if recipe.precise_bn and recipe.precise_bn > len(self.train_iter):
+            raise Error(f"--precise-bn {recipe.precise_bn}: an epoch has {len(self.train_iter)} "
+                        f"batches of {recipe.batch_size}; give --precise-bn "
+                        f"{len(self.train_iter)} or less")
         self.step_size = recipe.batch_size * workers
         self.history = []
+
+    def _precise(self):
+        """After an epoch's training (recipe.precise_bn): the test accuracy from the moving
+        averages, then every batch norm's statistics set exactly over that many batches."""
+        moving = evaluate_accuracy(self.test_iter, self.net, self.ctx)
+        ctx = self.ctx[0] if isinstance(self.ctx, (list, tuple)) else self.ctx
+        done = update_bn_stats(self.net, self.train_iter, self.recipe.precise_bn, ctx=ctx)
+        return {'test_acc_moving': moving, 'precise_batches': done.batches}
 
     def _reseed(self, epoch):
         if self.recipe.seed is not None:
@@ -102,7 +116,8 @@ class Run:
         yields each epoch's record (epoch, loss, train_acc, test_acc, seconds)."""
         for record in epochs(self.net, self.train_iter, self.test_iter, self.step_size,
                              self.trainer, self.ctx, self.recipe.epochs, progress,
-                             start_epoch=len(self.history), before_epoch=self._reseed):
+                             start_epoch=len(self.history), before_epoch=self._reseed,
+                             before_test=self._before_test()):
             self.history.append(record)
             yield record
 
@@ -116,9 +131,12 @@ class Run:
         else:
             train_ch5(self.net, self.train_iter, self.test_iter, self.step_size, self.trainer,
                       self.ctx, self.recipe.epochs, progress, start_epoch=len(self.history),
-                      before_epoch=self._reseed,
+                      before_epoch=self._reseed, before_test=self._before_test(),
                       after_epoch=lambda done: self._after(done[-1], after_epoch))
         return self.history
+
+    def _before_test(self):
+        return self._precise if self.recipe.precise_bn else None
 
     def _after(self, record, after_epoch):
         self.history.append(record)
@@ -169,9 +187,12 @@ def metrics(recipe, history):
     """The metrics file: the settings and each epoch's loss and accuracies, not the timings, so
     that the same seed on the CPU writes the same bytes, also after an interruption. Strict
     JSON: a value that is not finite (a diverged run's NaN) is null, and a note says so."""
-    per_epoch = [{k: _finite(r[k]) for k in ('epoch', 'loss', 'train_acc', 'test_acc')}
-                 for r in history]
+    names = ('epoch', 'loss', 'train_acc', 'test_acc') + (('test_acc_moving',)
+                                                          if recipe.precise_bn else ())
+    per_epoch = [{k: _finite(r[k]) for k in names} for r in history]
     settings = {**recipe.checkpoint_settings(), 'epochs': recipe.epochs}
+    if recipe.precise_bn:
+        settings['precise_bn'] = recipe.precise_bn
     content = {'settings': settings, 'epochs': per_epoch}
     if any(v is None for r in per_epoch for v in r.values()):
         content['notes'] = ("null: the value was not a finite number (the run diverged: NaN or "

@@ -48,6 +48,8 @@ COMMANDS = {command.name: command for command in [
             bench.BENCH_PEERS, bench.bench_peers_arguments, bench.run_bench_peers),
     Command('bench-load', 'bench_load.py', "time epochs quiet and beside a busy process",
             bench.BENCH_LOAD, bench.bench_load_arguments, bench.run_bench_load),
+    Command('bench-fold', 'bench_fold.py', "time prediction with batch norms folded",
+            bench.BENCH_FOLD, bench.bench_fold_arguments, bench.run_bench_fold),
     Command('accuracy', 'accuracy_report.py', "every path's largest errors against the "
             "reference", bench.ACCURACY, bench.accuracy_arguments, bench.run_accuracy),
 ]}

@@ -121,3 +121,21 @@ def run_bench_load(args):
     if args.epochs < 2:
         raise UsageError("--epochs: at least 2 (the first epoch is not timed)")
     load.bench(args.epochs, args.train_size, args.rounds, args.data_dir)
+
+
+BENCH_FOLD = """Time prediction with batch norms folded into the layer before them.
+
+BN-LeNet (batch 256) and GluonCV's cifar_resnet20_v1 (batch 128): with their batch norms, folded
+by gluon_bn.fold, built without batch norm, and each of these after MXNet's own fusion,
+optimize_for(backend='MKLDNN'); all hybridized with static memory, each with one thread and with
+every processor, all in turns in one run. Details: gluon_bn.bench.fold."""
+
+
+def bench_fold_arguments(p):
+    p.add_argument('--rounds', type=options.positive(int), default=7,
+                   help='timing rounds, contenders taking turns (default 7)')
+
+
+def run_bench_fold(args):
+    from ..bench import fold
+    fold.bench(args.rounds)

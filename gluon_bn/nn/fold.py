@@ -118,7 +118,7 @@ def fold_plan(net):
     if not parents:
         raise ValueError(f"fold: {net.name} has no batch-norm layer: nothing to fold")
     found = {}
-    _read(net, found, None)
+    _read(net, found)
     plan = []
     for parent, _, norm in walk(net):
         if id(norm) in parents and norm not in [step.norm for step in plan]:
@@ -129,22 +129,28 @@ def fold_plan(net):
     return plan
 
 
-def _read(block, found, failed):
+def _read(block, found):
     """Fill `found` (id of a batch norm -> Fold) for the batch norms under `block`."""
     if isinstance(block, BATCH_NORMS):
         return
+    failed = None
     if isinstance(block, HybridBlock) and _hybrid_throughout(block):
         try:
             symbol = graphs.trace(block)
         except Exception as error:   # noqa: BLE001 - any block one input cannot trace
-            failed = f"the graph of {block.name} could not be traced ({type(error).__name__}: " \
-                     f"{str(error).splitlines()[0] if str(error) else ''})"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ''
+            failed = f"the graph of {block.name} could not be traced with one input " \
+                     f"({type(error).__name__}: {first})"
         else:
             return _read_graph(block, symbol, found)
     if isinstance(block, (nn.Sequential, nn.HybridSequential)):
-        _read_chain(block, found, failed)
+        _read_chain(block, found)
     for child in block._children.values():
-        _read(child, found, failed)
+        _read(child, found)
+    if failed:   # what neither the graph nor a Sequential's order told
+        for _, _, inner in walk(block):
+            if isinstance(inner, BATCH_NORMS) and id(inner) not in found:
+                found[id(inner)] = Fold(inner, why=failed)
 
 
 def _hybrid_throughout(block):
@@ -197,7 +203,7 @@ def _read_graph(root, symbol, found):
         found[id(norm)] = Fold(norm, layer if why is None else None, why)
 
 
-def _read_chain(sequence, found, failed):
+def _read_chain(sequence, found):
     """In a Sequential each layer's input is the previous layer's output, and nothing else's."""
     children = list(sequence._children.values())
     for i, child in enumerate(children):
@@ -205,7 +211,6 @@ def _read_chain(sequence, found, failed):
             continue
         if i == 0:
             why = f"it is the first layer of {sequence.name}, whose input comes from outside"
-            why += f"; {failed}" if failed else ""
         else:
             why = _cannot_fold(children[i - 1], child)
         found[id(child)] = Fold(child, children[i - 1] if why is None else None, why)

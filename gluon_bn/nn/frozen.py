@@ -1,6 +1,6 @@
 """FrozenBatchNorm: a batch norm whose statistics and affine are constants (torchvision's
 FrozenBatchNorm2d, detectron2's convert_frozen_batchnorm), for fine-tuning with small batches."""
-from mxnet.gluon import nn
+from mxnet.gluon import HybridBlock, nn
 
 from .. import ops
 from . import scratch
@@ -95,6 +95,9 @@ class FrozenBatchNorm(nn.BatchNorm):
             if parent is None:
                 return frozen
             replace(parent, key, frozen)
+        for _, _, block in walk(net):   # a graph traced before holds the layers replaced
+            if isinstance(block, HybridBlock):
+                block._clear_cached_op()
         return net
 
     @classmethod

@@ -10,10 +10,13 @@ variance is that of all the examples together, not the mean of per-batch varianc
 import contextlib
 import dataclasses
 
+import numpy as np
+
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock, contrib, nn
 from mxnet.gluon.parameter import DeferredInitializationError
 
+from .. import ops
 from . import scratch
 from ._tree import check_block, walk
 from .frozen import FrozenBatchNorm
@@ -35,20 +38,27 @@ class Statistics:
 
 
 class _Moments:
-    """Per-channel count, mean and sum of squared deviations of the inputs seen, in float64."""
+    """Per-channel count, mean and sum of squared deviations of the inputs seen, in float64:
+    each batch's by gluon_bn's operator (two passes summed in double; SyncBatchNorm's) on the
+    CPU, by float64 NDArray operations elsewhere, merged by Chan et al.'s formula."""
 
     def __init__(self, axis):
         self.axis, self.count, self.mean, self.m2 = axis, 0, None, None
+        ops.load()
 
     def add(self, x):
         x = x.as_nd_ndarray() if hasattr(x, 'as_nd_ndarray') else x
         axis = self.axis % x.ndim
-        x = nd.moveaxis(x, axis, 0).reshape((x.shape[axis], -1)).astype('float64')
-        n = x.shape[1]
-        if n == 0:
+        if x.size == 0:
             return
-        mean = x.mean(axis=1)
-        m2 = ((x - mean.expand_dims(1)) ** 2).sum(axis=1)
+        if x.context.device_type == 'cpu' and x.dtype in (np.float32, np.float64):
+            counts, mean, m2 = ops.moments(nd, x, axis=axis)
+            n = int(x.size // x.shape[axis])
+        else:
+            x = nd.moveaxis(x, axis, 0).reshape((x.shape[axis], -1)).astype('float64')
+            n = x.shape[1]
+            mean = x.mean(axis=1)
+            m2 = ((x - mean.expand_dims(1)) ** 2).sum(axis=1)
         if self.count == 0:
             self.count, self.mean, self.m2 = n, mean, m2
             return

@@ -110,3 +110,18 @@ def test_bench_load_times_each_setting_quiet_and_busy(cli):
     assert set(rows) == {'gluon_bn now', 'synchronous always (before)', "MXNet's defaults"}
     assert rows["MXNet's defaults"][1] == rows["MXNet's defaults"][3] == '1.00'
     assert all(float(cell) > 0 for cells in rows.values() for cell in cells)
+
+
+@pytest.mark.slow
+def test_bench_fold_times_every_contender_with_one_thread_and_all(cli):
+    ran = cli('bench-fold', '--rounds', 1)
+    assert ran.returncode == 0, ran.stderr
+    rows = [line.split() for line in ran.stdout.splitlines() if line.startswith(('BN-', 'cifar'))]
+    threads = sorted({1, len(__import__('os').sched_getaffinity(0))})
+    assert [(row[0], row[1], int(row[2])) for row in rows] == [
+        (name, layer, n) for name in ('BN-LeNet', 'cifar_resnet20_v1')
+        for layer in ('nn.BatchNorm', 'HybridBatchNorm') for n in threads]
+    for row in rows:
+        times = [float(cell) for cell in row[3:9]]
+        assert all(t > 0 for t in times)
+        assert float(row[9]) == pytest.approx(times[1] / times[2], abs=0.006)

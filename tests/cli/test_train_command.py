@@ -114,3 +114,29 @@ def test_results_that_cannot_be_written_at_the_end_are_kept_elsewhere(tmp_path, 
     os.unlink(kept.group(1))
     assert not out.exists() and plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'done: bn=scratch, 1 epochs' in result.stdout
+
+
+@pytest.mark.real_data
+def test_precise_bn_tests_with_exact_statistics_and_trains_the_same(tmp_path, cli):
+    """The weights never read the running statistics in training, so a seeded run trains the
+    same with --precise-bn; only the test accuracy (from exact statistics) differs."""
+    def train(*extra):
+        out = tmp_path / f"{len(extra)}.json"
+        result = cli('train', '--bn', 'hybrid', '--train-size', '2048', '--epochs', '2',
+                     '--seed', '5', '--out', out, *extra)
+        assert result.returncode == 0, result.stderr
+        return json.loads(out.read_text()), result.stdout.splitlines()
+
+    plain, _ = train()
+    precise, lines = train('--precise-bn', '4')
+    assert precise['settings']['precise_bn'] == 4
+    for a, b in zip(plain['epochs'], precise['epochs']):
+        assert (a['loss'], a['train_acc']) == (b['loss'], b['train_acc'])
+    assert plain['epochs'][0]['test_acc'] == precise['epochs'][0]['test_acc_moving']
+    assert precise['epochs'][0]['test_acc'] != precise['epochs'][0]['test_acc_moving']
+    said = [line for line in lines if line.startswith('  precise BN: ')]
+    assert len(said) == 2 and 'exact statistics over 4 batches' in said[0]
+    too_many = cli('train', '--train-size', '512', '--epochs', '1', '--precise-bn', '3')
+    assert too_many.returncode == 1
+    assert too_many.stderr == ("gluon-bn train: error: --precise-bn 3: an epoch has 2 batches "
+                               "of 256; give --precise-bn 2 or less\n")

@@ -129,3 +129,16 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_run(tmp_path
     ran = cli('exercises', '--out', tmp_path / 'file' / 'ex', '1')
     assert ran.returncode == 2 and 'is a file, where a folder would have to be made' in ran.stderr
     assert len(ran.stderr.splitlines()) == 1
+
+
+def test_exact_statistics_against_moving_averages_for_each_seed(data):
+    r = ex.precise_statistics(data, quiet(), epochs=2, seeds=(0, 1))
+    assert sorted(r) == ['precise/seed=0', 'precise/seed=1']
+    for history in r.values():
+        assert len(history) == 2
+        assert all(0 <= e['test_acc'] <= 1 and 0 <= e['test_acc_moving'] <= 1 for e in history)
+    from gluon_bn.teach import report
+    settings = {'epochs': 2, 'train_size': 512, 'lr': 1.0, 'seed': 0, 'rates': []}
+    assert report.figures({'precise': r}, settings)['precise.png'][:4] == b'\x89PNG'
+    text = report.report({'precise': r}, settings, ['precise.png'], 1.0)
+    assert '| 0 | ' in text and 'scored higher in' in text

@@ -104,7 +104,8 @@ def fold(net):
     stayed = [step for step in plan if not step.folded]
     if stayed:
         warnings.warn(FoldWarning(f"fold: {len(stayed)} of {len(plan)} batch norms stay: "
-                                  + "; ".join(str(step) for step in stayed)), stacklevel=2)
+                                  + "; ".join(f"{step.norm.name} ({step.why})"
+                                              for step in stayed)), stacklevel=2)
     return twin
 
 
@@ -113,19 +114,24 @@ def fold_plan(net):
     order of the network's blocks (`.folded`, `.layer`, `.why`). Raises ValueError when `net`
     has no batch norm."""
     check_block(net, 'fold')
-    parents = {id(block): parent for parent, _, block in walk(net)
-               if isinstance(block, BATCH_NORMS)}
-    if not parents:
+    norms = {id(block) for _, _, block in walk(net) if isinstance(block, BATCH_NORMS)}
+    if not norms:
         raise ValueError(f"fold: {net.name} has no batch-norm layer: nothing to fold")
     found = {}
     _read(net, found)
-    plan = []
+    plan, seen = [], set()
     for parent, _, norm in walk(net):
-        if id(norm) in parents and norm not in [step.norm for step in plan]:
-            where = f"{parent.name} ({type(parent).__name__})" if parent is not None else 'it'
-            plan.append(found.get(id(norm)) or Fold(
-                norm, why=f"its input comes from the Python forward of {where}, which fold "
-                          f"cannot follow"))
+        if id(norm) not in norms or id(norm) in seen:
+            continue
+        seen.add(id(norm))
+        if id(norm) in found:
+            plan.append(found[id(norm)])
+        elif parent is None:
+            plan.append(Fold(norm, why="it is the whole network: no layer before it"))
+        else:
+            plan.append(Fold(norm, why=f"its input comes from the Python forward of "
+                                       f"{parent.name} ({type(parent).__name__}), which fold "
+                                       f"cannot follow (a HybridBlock or a Sequential it can)"))
     return plan
 
 

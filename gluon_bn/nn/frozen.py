@@ -113,11 +113,12 @@ class FrozenBatchNorm(nn.BatchNorm):
         channels = params['gamma'].shape[0] if params['gamma'].shape else 0
         frozen = cls(axis=kwargs['axis'], epsilon=kwargs['eps'], scale=not kwargs['fix_gamma'],
                      in_channels=max(channels, 0), prefix=bn.prefix, **initializers)
-        if params['gamma']._data is None and params['gamma']._deferred_init == ():
-            return frozen   # not initialized: it is, with the network
-        contexts = params['gamma'].list_ctx()
+        try:
+            contexts = params['gamma'].list_ctx()
+        except RuntimeError:   # not initialized yet: it will be, with the network
+            return frozen
         frozen.initialize(ctx=contexts)
-        if channels > 0:
+        if channels > 0:   # else its shape waits for the first input, as the layer's did
             for name, param in params.items():
                 getattr(frozen, name).set_data(param.data(contexts[0]).copy())
         return frozen

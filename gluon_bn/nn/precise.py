@@ -113,7 +113,7 @@ def update_bn_stats(net, data, num_batches=None, ctx=None):
                          f"{num_batches!r}")
     norms, left = [], {}
     for _, _, block in walk(net):
-        if isinstance(block, scratch.BatchNorm) or (isinstance(block, nn.BatchNorm)):
+        if isinstance(block, (scratch.BatchNorm, nn.BatchNorm)):
             if block in norms or block.name in left:
                 continue
             if isinstance(block, FrozenBatchNorm) or isinstance(block, nn.BatchNorm) and \
@@ -136,6 +136,10 @@ def update_bn_stats(net, data, num_batches=None, ctx=None):
                 if num_batches is not None and batches == num_batches:
                     break
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
+                if not hasattr(x, 'as_in_context'):
+                    raise TypeError(f"update_bn_stats: a batch must be an MXNet array, or a "
+                                    f"(data, label) pair as a DataLoader gives, got "
+                                    f"{type(x).__name__}")
                 net(x.as_in_context(ctx))
                 batches += 1
                 examples += x.shape[0]

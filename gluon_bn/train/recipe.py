@@ -189,7 +189,8 @@ def metrics(recipe, history):
     JSON: a value that is not finite (a diverged run's NaN) is null, and a note says so."""
     names = ('epoch', 'loss', 'train_acc', 'test_acc') + (('test_acc_moving',)
                                                           if recipe.precise_bn else ())
-    per_epoch = [{k: _finite(r[k]) for k in names} for r in history]
+    per_epoch = [{k: _finite(r[k]) for k in names if k in r}   # an epoch resumed from before
+                 for r in history]                             # --precise-bn has no moving
     settings = {**recipe.checkpoint_settings(), 'epochs': recipe.epochs}
     if recipe.precise_bn:
         settings['precise_bn'] = recipe.precise_bn

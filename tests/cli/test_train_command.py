@@ -140,3 +140,16 @@ def test_precise_bn_tests_with_exact_statistics_and_trains_the_same(tmp_path, cl
     assert too_many.returncode == 1
     assert too_many.stderr == ("gluon-bn train: error: --precise-bn 3: an epoch has 2 batches "
                                "of 256; give --precise-bn 2 or less\n")
+
+
+@pytest.mark.real_data
+def test_a_run_resumed_with_precise_bn_writes_its_metrics(tmp_path, cli):
+    folder, out = tmp_path / 'ck', tmp_path / 'm.json'
+    first = cli('train', '--train-size', '512', '--epochs', '1', '--bn', 'hybrid',
+                '--checkpoint-dir', folder)
+    assert first.returncode == 0, first.stderr
+    resumed = cli('train', '--train-size', '512', '--epochs', '2', '--bn', 'hybrid',
+                  '--checkpoint-dir', folder, '--resume', '--precise-bn', '2', '--out', out)
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = json.loads(out.read_text())['epochs']
+    assert 'test_acc_moving' not in epochs[0] and 'test_acc_moving' in epochs[1]

@@ -146,6 +146,8 @@ def test_bad_input_changes_nothing_and_is_named():
         update_bn_stats(net, batches, num_batches=3)
     with pytest.raises(ValueError, match='num_batches must be a positive int'):
         update_bn_stats(net, batches, num_batches=0)
+    with pytest.raises(TypeError, match='a batch must be an MXNet array.*got ndarray'):
+        update_bn_stats(net, [np.zeros((8, 1, 28, 28))])
     with pytest.raises(ValueError, match='no batch norm whose running statistics'):
         update_bn_stats(lenet_bn('none'), batches)
 

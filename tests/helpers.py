@@ -53,3 +53,10 @@ class Ran:
 
     def __init__(self, returncode, stdout, stderr):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def blocks(net):
+    """Every block of a network, parents first."""
+    yield net
+    for child in net._children.values():
+        yield from blocks(child)

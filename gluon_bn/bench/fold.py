@@ -7,7 +7,6 @@ MXNet runs synchronously (NaiveEngine), so that each contender's thread count is
 setting of this thread, set before each of its rounds.
 """
 import ctypes
-import time
 import warnings
 
 import mxnet as mx
@@ -18,6 +17,7 @@ from mxnet.gluon import HybridBlock, nn
 from ..nn import HybridBatchNorm, fold
 from ..train import engine
 from ..train.models import lenet_bn
+from .predict import calls_per_round
 from .timing import Local, interleaved
 
 
@@ -85,13 +85,6 @@ def contenders(name, layer):
 ROUND_S = 0.3   # seconds of calls per contender and round: rounds of one ResNet call are noisy
 
 
-def calls_per_round(contender):
-    start = time.perf_counter()
-    contender.step()
-    contender.sync()
-    return max(1, round(ROUND_S / max(time.perf_counter() - start, 1e-6)))
-
-
 def with_threads(step, threads):
     def call():
         mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
@@ -122,7 +115,7 @@ def bench(rounds=7):
                      for label, step in steps.items() for n in counts}
             for contender in timed.values():
                 contender.warm()
-            reps = min(calls_per_round(c) for c in timed.values())   # about ROUND_S a round
+            reps = min(calls_per_round(c, ROUND_S) for c in timed.values())
             t = interleaved(timed, rounds, reps, warmed=True)
             for n in counts:
                 row = {label.replace(' + MKLDNN', '+'): t[label, n] for label in steps}

@@ -63,12 +63,12 @@ def training(name, layer, size):
     return mxnet_contender(step)
 
 
-def calls_per_round(contender):
-    """How many calls of a warmed contender take about ROUND_S, from one timed call."""
+def calls_per_round(contender, seconds=ROUND_S):
+    """How many calls of a warmed contender take about `seconds`, from one timed call."""
     start = time.perf_counter()
     contender.step()
     contender.sync()
-    return max(1, round(ROUND_S / max(time.perf_counter() - start, 1e-6)))
+    return max(1, round(seconds / max(time.perf_counter() - start, 1e-6)))
 
 
 def timed(contenders, rounds):

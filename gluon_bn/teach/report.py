@@ -21,14 +21,19 @@ def png(fig):
     return image(fig, 'png', dpi=110)
 
 
+def by_epoch(ax, **legend):
+    """Whole epochs on the x axis, a light grid, the legend."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(**legend)
+
+
 def curves(ax, named_histories, title):
     for name, history in named_histories:
         acc = test_acc(history)
         ax.plot(range(1, len(acc) + 1), acc, 'o-', label=name)
     ax.set(xlabel='epoch', ylabel='test accuracy', title=title, ylim=(0, 1))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    by_epoch(ax)
 
 
 def figures(results, settings):
@@ -103,9 +108,7 @@ def figures(results, settings):
             ax.plot(epochs, bands[2], 'k-', label='median')
             ax.set(xlabel='epochs trained', title=title,
                    ylabel='input of the first sigmoid (test batch)')
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.legend()
+            by_epoch(ax)
         images['shift.png'] = png(fig)
     if 'precise' in results:
         fig = figure(figsize=(6, 4))
@@ -119,9 +122,7 @@ def figures(results, settings):
                     label=f"seed {seed}, exact statistics")
         ax.set(xlabel='epoch', ylabel='test accuracy', title='running statistics: moving '
                'average or exact')
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize='small')
+        by_epoch(ax, fontsize='small')
         images['precise.png'] = png(fig)
     return images
 

@@ -13,6 +13,7 @@ import gluon_bn
 from gluon_bn import FoldWarning, fold, fold_plan
 from gluon_bn.nn.fold import Folded
 from gluon_bn.train.models import BN_CHOICES, lenet_bn
+from tests.helpers import blocks
 
 RTOL = 1e-5   # of the largest output: float32 rounding of differently ordered sums
 
@@ -80,17 +81,12 @@ def test_gluoncv_resnets_fold_every_batch_norm(model, layer):
     close(folded, net, X)
     plan = fold_plan(net)
     assert plan and all(step.folded for step in plan)
-    assert len(plan) == sum(isinstance(b, layer) for b in _blocks(net))
+    assert len(plan) == sum(isinstance(b, layer) for b in blocks(net))
     # the convolutions GluonCV builds without bias have one now
     assert all(step.layer.bias is None for step in plan)
-    assert all(b.bias is not None for b in _blocks(folded) if isinstance(b, nn.Conv2D))
+    assert all(b.bias is not None for b in blocks(folded) if isinstance(b, nn.Conv2D))
     assert np.array_equal(net(X).asnumpy(), expected.asnumpy())   # the original predicts as before
 
-
-def _blocks(net):
-    yield net
-    for child in net._children.values():
-        yield from _blocks(child)
 
 
 def nhwc_and_nchw(norm, axis):

@@ -9,6 +9,7 @@ from mxnet.gluon import nn
 import gluon_bn
 from gluon_bn import FrozenBatchNorm
 from gluon_bn.train.models import lenet_bn
+from tests.helpers import blocks
 
 from .test_fold import trained_statistics
 
@@ -87,7 +88,7 @@ def test_a_converted_gluoncv_resnet_predicts_exactly_as_before(model, layer, tmp
     names = sorted(net.collect_params())
     assert FrozenBatchNorm.convert(net) is net
     assert sorted(net.collect_params()) == names   # the same parameter names
-    assert sum(isinstance(b, FrozenBatchNorm) for b in _blocks(net)) == len(
+    assert sum(isinstance(b, FrozenBatchNorm) for b in blocks(net)) == len(
         [n for n in names if n.endswith('gamma')])
     assert np.array_equal(net(X).asnumpy(), expected)
     net.load_parameters(str(tmp_path / 'before.params'))   # the files keep loading
@@ -96,11 +97,6 @@ def test_a_converted_gluoncv_resnet_predicts_exactly_as_before(model, layer, tmp
         net.hybridize(False)
         assert np.array_equal(net(X).asnumpy(), expected)
 
-
-def _blocks(net):
-    yield net
-    for child in net._children.values():
-        yield from _blocks(child)
 
 
 def test_converting_before_initialization_keeps_the_initializers():

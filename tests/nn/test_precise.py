@@ -8,6 +8,7 @@ from mxnet.gluon import nn
 
 from gluon_bn import FrozenBatchNorm, HybridBatchNorm, update_bn_stats
 from gluon_bn.train.models import lenet_bn
+from tests.helpers import blocks
 
 F32 = 2.0 ** -24   # float32 unit roundoff
 
@@ -19,7 +20,7 @@ def layer_inputs(net, batches):
 
     def hook(block, inputs):
         seen.setdefault(block.name, []).append(inputs[0].asnumpy().astype(np.float64))
-    norms = [b for b in walk(net) if isinstance(b, nn.BatchNorm) or hasattr(b, 'moving_mean')]
+    norms = [b for b in blocks(net) if isinstance(b, nn.BatchNorm) or hasattr(b, 'moving_mean')]
     handles = [b.register_forward_pre_hook(hook) for b in norms]
     with autograd.train_mode():
         for X in batches:
@@ -28,11 +29,6 @@ def layer_inputs(net, batches):
         handle.detach()
     return norms, seen
 
-
-def walk(block):
-    yield block
-    for child in block._children.values():
-        yield from walk(child)
 
 
 def numpy_statistics(inputs, axis=1):
@@ -65,7 +61,7 @@ def test_every_layer_of_cifar_resnet20_gets_the_statistics_numpy_computes(layer)
     assert net._active and net._cached_op is None   # hybridized as before, traced again
     net.hybridize(False)
     # read first: HybridBatchNorm updates them in its training forward, as the reference runs
-    stats = {b.name: running(b) for b in walk(net) if isinstance(b, nn.BatchNorm)}
+    stats = {b.name: running(b) for b in blocks(net) if isinstance(b, nn.BatchNorm)}
     norms, seen = layer_inputs(net, batches)
     assert len(norms) == len(done.updated) == 21   # after 21 convolutions: 19 + 2 shortcuts
     for norm in norms:

@@ -28,7 +28,7 @@ EXERCISES = """The batch-norm chapter's exercises, answered by experiment: figur
 
 Writes DIR/exercise-1.png ... exercise-5.png, DIR/shift.png, DIR/precise.png (beyond the chapter:
 test accuracy from the moving averages against exact statistics, gluon_bn.update_bn_stats, for
-three seeds) and DIR/report.md, whose answers are
+three seeds: --seed and the next two) and DIR/report.md, whose answers are
 written from the numbers measured (a run that contradicts the book says so). Finished runs are
 kept in DIR/runs.json: run the same command again after an interruption and it goes on from the
 first run it had not finished. Every run is seeded (--seed)."""

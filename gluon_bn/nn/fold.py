@@ -20,11 +20,10 @@ import warnings
 import numpy as np
 from mxnet.gluon import Block, HybridBlock, nn
 
-from . import graphs, scratch
+from . import graphs
+from ._norms import BATCH_NORMS, channel_axis, epsilon, running_statistics, write_everywhere
 from ._tree import check_block, copy_network, replace, walk
 
-BATCH_NORMS = (nn.BatchNorm, scratch.BatchNorm)   # nn.BatchNorm: HybridBatchNorm, both
-                                                  # SyncBatchNorms and FrozenBatchNorm as well
 LAYERS = (nn.Conv1D, nn.Conv2D, nn.Conv3D, nn.Dense)   # FirstConv2D is an nn.Conv2D
 
 
@@ -231,7 +230,7 @@ def _cannot_fold(layer, norm):
         return f"it follows {_describe_block(layer)}, not a convolution or dense layer"
     if layer.act is not None:
         return f"it follows the activation ({layer.act._act_type}) inside {layer.name}"
-    axis = norm._kwargs.get('axis', 1) if isinstance(norm, nn.BatchNorm) else 1
+    axis = channel_axis(norm)
     if isinstance(layer, nn.Dense):
         if layer._flatten and axis in (1, -1) or not layer._flatten and axis == -1:
             return None
@@ -274,13 +273,10 @@ def _values(param, who):
 
 def _fold_into(layer, norm):
     """Fold the batch norm `norm` into `layer` (of the copy), in float64, then the layer's dtype."""
-    if isinstance(norm, nn.BatchNorm):
-        eps, fix_gamma, stats = norm._kwargs['eps'], norm._kwargs['fix_gamma'], 'running'
-    else:   # the book's BatchNorm: moving_mean and moving_var, of shape (1, C) or (1, C, 1, 1)
-        eps, fix_gamma, stats = norm._eps, False, 'moving'
-    gamma, beta, mean, var = (_values(getattr(norm, name), norm.name).reshape(-1) for name in
-                              ('gamma', 'beta', f"{stats}_mean", f"{stats}_var"))
-    scale = (1.0 if fix_gamma else gamma) / np.sqrt(var + eps)
+    fix_gamma = isinstance(norm, nn.BatchNorm) and norm._kwargs['fix_gamma']
+    gamma, beta, mean, var = (_values(param, norm.name).reshape(-1) for param in
+                              (norm.gamma, norm.beta, *running_statistics(norm)))
+    scale = (1.0 if fix_gamma else gamma) / np.sqrt(var + epsilon(norm))
     weight = _values(layer.weight, layer.name)
     if weight.shape[0] != scale.shape[0]:
         raise ValueError(f"fold: {layer.name} has {weight.shape[0]} outputs, but {norm.name} "
@@ -293,11 +289,5 @@ def _fold_into(layer, norm):
         layer.bias.initialize(ctx=layer.weight.list_ctx())
         if 'no_bias' in layer._kwargs:   # a convolution passes it to its operator
             layer._kwargs['no_bias'] = False
-    _write(layer.weight, weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)))
-    _write(layer.bias, (bias - mean) * scale + beta)
-
-
-def _write(param, values):
-    for ctx in param.list_ctx():
-        array = param.data(ctx)
-        array[:] = values.astype(array.dtype)
+    write_everywhere(layer.weight, weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)))
+    write_everywhere(layer.bias, (bias - mean) * scale + beta)

@@ -4,7 +4,8 @@ from mxnet.gluon import HybridBlock, nn
 
 from .. import ops
 from . import scratch
-from ._tree import check_block, walk, replace
+from ._norms import BATCH_NORMS
+from ._tree import check_block, replace, walk
 
 
 class FrozenBatchNorm(nn.BatchNorm):
@@ -77,7 +78,7 @@ class FrozenBatchNorm(nn.BatchNorm):
         """
         check_block(net, 'FrozenBatchNorm.convert')
         found = [(parent, key, block) for parent, key, block in walk(net)
-                 if isinstance(block, (nn.BatchNorm, scratch.BatchNorm))]
+                 if isinstance(block, BATCH_NORMS)]
         for _, _, block in found:
             if isinstance(block, scratch.BatchNorm):
                 raise TypeError(f"FrozenBatchNorm.convert: {block.name} is the book's "

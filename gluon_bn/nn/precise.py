@@ -17,7 +17,7 @@ from mxnet.gluon import HybridBlock, contrib, nn
 from mxnet.gluon.parameter import DeferredInitializationError
 
 from .. import ops
-from . import scratch
+from ._norms import BATCH_NORMS, channel_axis, running_statistics, write_everywhere
 from ._tree import check_block, walk
 from .frozen import FrozenBatchNorm
 from .sync import SyncBatchNorm
@@ -47,12 +47,12 @@ class _Moments:
         ops.load()
 
     def add(self, x):
-        x = x.as_nd_ndarray() if hasattr(x, 'as_nd_ndarray') else x
+        x = x.as_nd_ndarray() if ops.is_numpy(x) else x
         axis = self.axis % x.ndim
         if x.size == 0:
             return
         if x.context.device_type == 'cpu' and x.dtype in (np.float32, np.float64):
-            counts, mean, m2 = ops.moments(nd, x, axis=axis)
+            _, mean, m2 = ops.moments(nd, x, axis=axis)   # rows: count, mean, M2
             n = int(x.size // x.shape[axis])
         else:
             x = nd.moveaxis(x, axis, 0).reshape((x.shape[axis], -1)).astype('float64')
@@ -70,13 +70,6 @@ class _Moments:
 
     def result(self):
         return self.mean.asnumpy(), (self.m2 / self.count).asnumpy()
-
-
-def _statistics_of(norm):
-    """The layer's running mean and variance parameters."""
-    if isinstance(norm, nn.BatchNorm):
-        return norm.running_mean, norm.running_var
-    return norm.moving_mean, norm.moving_var
 
 
 def update_bn_stats(net, data, num_batches=None, ctx=None):
@@ -113,7 +106,7 @@ def update_bn_stats(net, data, num_batches=None, ctx=None):
                          f"{num_batches!r}")
     norms, left = [], {}
     for _, _, block in walk(net):
-        if isinstance(block, (scratch.BatchNorm, nn.BatchNorm)):
+        if isinstance(block, BATCH_NORMS):
             if block in norms or block.name in left:
                 continue
             if isinstance(block, FrozenBatchNorm) or isinstance(block, nn.BatchNorm) and \
@@ -126,9 +119,8 @@ def update_bn_stats(net, data, num_batches=None, ctx=None):
                          f"statistics training updates: nothing to update")
     if ctx is None:
         ctx = next(iter(net.collect_params().values())).list_ctx()[0]
-    saved = {id(p): _copy(p) for norm in norms for p in _statistics_of(norm)}
-    moments = {id(norm): _Moments(norm._kwargs.get('axis', 1)
-                                  if isinstance(norm, nn.BatchNorm) else 1) for norm in norms}
+    saved = {id(p): _copy(p) for norm in norms for p in running_statistics(norm)}
+    moments = {id(norm): _Moments(channel_axis(norm)) for norm in norms}
     batches = examples = 0
     try:
         with _observed(net, norms, moments), _one_device(norms), autograd.train_mode():
@@ -155,13 +147,11 @@ def update_bn_stats(net, data, num_batches=None, ctx=None):
                 left[norm.name] = "the batches did not reach it"
                 continue
             mean, var = found.result()
-            for param, values in zip(_statistics_of(norm), (mean, var)):
-                for c in param.list_ctx():
-                    array = param.data(c)
-                    array[:] = values.reshape(array.shape).astype(array.dtype)
+            for param, values in zip(running_statistics(norm), (mean, var)):
+                write_everywhere(param, values)
     except BaseException:
         for norm in norms:
-            for param in _statistics_of(norm):
+            for param in running_statistics(norm):
                 for c, value in zip(param.list_ctx(), saved[id(param)] or ()):
                     param.data(c)[:] = value
         raise

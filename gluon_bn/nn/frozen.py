@@ -4,7 +4,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from .. import ops
 from . import scratch
-from ._norms import BATCH_NORMS
+from ._norms import BATCH_NORMS, channel_axis, epsilon
 from ._tree import check_block, replace, walk
 
 
@@ -104,7 +104,6 @@ class FrozenBatchNorm(nn.BatchNorm):
     @classmethod
     def like(cls, bn):
         """A FrozenBatchNorm with the settings, parameter names and values of `bn`."""
-        kwargs = bn._kwargs
         params = {name: getattr(bn, name) for name in
                   ('gamma', 'beta', 'running_mean', 'running_var')}
         initializers = dict(gamma_initializer=params['gamma'].init,
@@ -112,7 +111,7 @@ class FrozenBatchNorm(nn.BatchNorm):
                             running_mean_initializer=params['running_mean'].init,
                             running_variance_initializer=params['running_var'].init)
         channels = params['gamma'].shape[0] if params['gamma'].shape else 0
-        frozen = cls(axis=kwargs['axis'], epsilon=kwargs['eps'], scale=not kwargs['fix_gamma'],
+        frozen = cls(axis=channel_axis(bn), epsilon=epsilon(bn), scale=not bn._kwargs['fix_gamma'],
                      in_channels=max(channels, 0), prefix=bn.prefix, **initializers)
         try:
             contexts = params['gamma'].list_ctx()

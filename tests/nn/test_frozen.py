@@ -99,6 +99,20 @@ def test_a_converted_gluoncv_resnet_predicts_exactly_as_before(model, layer, tmp
 
 
 
+@pytest.mark.parametrize('bn', ['gluon', 'hybrid', 'sync'])
+def test_bn_lenet_of_every_kind_converts_and_predicts_the_same(bn):
+    """contrib's SyncBatchNorm (and gluon_bn's, its subclass) keeps no axis in _kwargs."""
+    net = lenet_bn(bn)
+    net.initialize(mx.init.Xavier())
+    X = nd.random.uniform(shape=(8, 1, 28, 28))
+    net(X)
+    trained_statistics(net)
+    expected = net(X).asnumpy()
+    FrozenBatchNorm.convert(net)
+    assert sum(isinstance(b, FrozenBatchNorm) for b in net) == 4
+    np.testing.assert_allclose(net(X).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_converting_before_initialization_keeps_the_initializers():
     net = nn.HybridSequential()
     net.add(nn.Conv2D(4, 3), nn.BatchNorm(gamma_initializer=mx.init.Constant(2)))

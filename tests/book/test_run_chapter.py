@@ -420,7 +420,9 @@ def test_gluons_own_fashion_mnist_reads_local_files_and_leaves_nothing_behind(bo
     (['{md}', '--notebook', '/proc/notebooks'], "--notebook: cannot write in /proc"),
     (['{md}', '--figures', '{txt}'], "--figures: " + "{txt} is a file, not a folder"),
 ])
-def test_bad_options_are_refused_before_any_kernel_starts(tmp_path, cli, args, message):
+def test_bad_options_are_refused_before_any_kernel_starts(tmp_path, monkeypatch, cli, args,
+                                                         message):
+    monkeypatch.chdir(tmp_path)   # relative outputs (one.ipynb, r.txt) never land in the checkout
     (tmp_path / 'chapter.md').write_text(markdown(['x = 1']))
     (tmp_path / 'notes.txt').write_text('x = 1')
     (tmp_path / 'prose.md').write_text('# no code\n')

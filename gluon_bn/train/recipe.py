@@ -187,10 +187,9 @@ def metrics(recipe, history):
     """The metrics file: the settings and each epoch's loss and accuracies, not the timings, so
     that the same seed on the CPU writes the same bytes, also after an interruption. Strict
     JSON: a value that is not finite (a diverged run's NaN) is null, and a note says so."""
-    names = ('epoch', 'loss', 'train_acc', 'test_acc') + (('test_acc_moving',)
-                                                          if recipe.precise_bn else ())
-    per_epoch = [{k: _finite(r[k]) for k in names if k in r}   # an epoch resumed from before
-                 for r in history]                             # --precise-bn has no moving
+    names = ('epoch', 'loss', 'train_acc', 'test_acc', 'test_acc_moving')   # the last: only
+    per_epoch = [{k: _finite(r[k]) for k in names if k in r}                # epochs trained
+                 for r in history]                                          # with --precise-bn
     settings = {**recipe.checkpoint_settings(), 'epochs': recipe.epochs}
     if recipe.precise_bn:
         settings['precise_bn'] = recipe.precise_bn
